@@ -1,0 +1,104 @@
+"""Settings: where the library lives and how to reach Crossref. The only reader of ``os.environ``.
+
+``EVIDENCE_HOME`` moves every path (tests point it into a temporary folder); ``EVIDENCE_DB`` (or
+``--db``) names the database as a path or SQLAlchemy URL; ``EVIDENCE_MAILTO`` identifies us to
+Crossref's polite pool; ``EVIDENCE_CROSSREF_URL`` points the Crossref client elsewhere (tests use a
+server on 127.0.0.1). A ``config.toml`` in the home folder may set ``mailto``, ``crossref_url``,
+``crossref_timeout`` and ``db``; the environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from evidence.errors import ConfigError
+
+DEFAULT_CROSSREF_URL = "https://api.crossref.org"
+APP_NAME = "evidence"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    db_url: str
+    crossref_url: str = DEFAULT_CROSSREF_URL
+    mailto: str | None = None
+    crossref_timeout: float = 20.0
+    ci: bool = False
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "config.toml"
+
+    def with_db(self, db: str | None) -> Settings:
+        """A copy whose database is ``db`` (a path or URL); ``None`` keeps the current one."""
+        return self if db is None else replace(self, db_url=db_url_from(db))
+
+
+def db_url_from(value: str) -> str:
+    """A SQLAlchemy URL from a path or URL (``sqlite:///...`` for a plain path)."""
+    if "://" in value:
+        return value
+    return "sqlite:///" + str(Path(value).expanduser().resolve())
+
+
+def _default_home() -> Path:
+    # platformdirs is imported here, not at module level: it is cheap, but only needed without EVIDENCE_HOME.
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def _read_config_file(path: Path) -> dict[str, object]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment and the optional ``config.toml`` in the home folder."""
+    env = os.environ if environ is None else environ
+    home = Path(env["EVIDENCE_HOME"]).expanduser() if env.get("EVIDENCE_HOME") else _default_home()
+    file_values = _read_config_file(home / "config.toml")
+
+    db = env.get("EVIDENCE_DB") or _str_value(file_values, "db", home)
+    db_url = db_url_from(db) if db else db_url_from(str(home / "evidence.db"))
+
+    crossref_url = env.get("EVIDENCE_CROSSREF_URL") or _str_value(file_values, "crossref_url", home)
+    crossref_url = (crossref_url or DEFAULT_CROSSREF_URL).rstrip("/")  # habanero appends "/works/"
+
+    mailto = env.get("EVIDENCE_MAILTO") or _str_value(file_values, "mailto", home)
+
+    timeout_raw = env.get("EVIDENCE_CROSSREF_TIMEOUT") or file_values.get("crossref_timeout") or 20.0
+    try:
+        timeout = float(str(timeout_raw))
+    except ValueError as exc:
+        raise ConfigError(f"crossref timeout must be a number of seconds, not {timeout_raw!r}") from exc
+    if timeout <= 0:
+        raise ConfigError(f"crossref timeout must be positive, not {timeout}")
+
+    return Settings(
+        home=home,
+        db_url=db_url,
+        crossref_url=crossref_url,
+        mailto=mailto or None,
+        crossref_timeout=timeout,
+        ci=env.get("CI", "").lower() in {"1", "true", "yes"},
+    )
+
+
+def _str_value(values: Mapping[str, object], key: str, home: Path) -> str | None:
+    value = values.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{home / 'config.toml'}: {key} must be a string, not {value!r}")
+    return value

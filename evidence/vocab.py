@@ -1,0 +1,124 @@
+"""Controlled vocabularies: mechanisms, claims, stances, study designs and OCEBM 2011 levels.
+
+These are the fixed names a clinician filters on. The database stores them too (seeded from here by a
+migration), so a SQL client sees the same words; this module is the source of truth for the names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MechanismSpec:
+    name: str
+    label: str
+    description: str
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    name: str
+    mechanism: str
+    label: str
+    description: str
+
+
+MECHANISMS: tuple[MechanismSpec, ...] = (
+    MechanismSpec(
+        "neural-stimulation",
+        "Neural stimulation",
+        "Instrument contact stimulates skin and fascial mechanoreceptors: pain gating, altered stretch "
+        "tolerance and range of motion, proprioception.",
+    ),
+    MechanismSpec(
+        "adhesion-breakdown",
+        "Adhesion breakdown",
+        "Instrument load breaks up abnormal tissue densities and restrictions so that fascial layers glide "
+        "again; claimed to drive tendinopathy outcomes.",
+    ),
+    MechanismSpec(
+        "inflammatory-healing",
+        "Inflammatory healing",
+        "Controlled microtrauma restarts the inflammatory phase of healing: local inflammatory response, "
+        "blood flow, fibroblast recruitment and collagen repair.",
+    ),
+)
+
+CLAIMS: tuple[ClaimSpec, ...] = (
+    ClaimSpec("pain-modulation", "neural-stimulation", "Pain gate / pain modulation",
+              "IASTM reduces pain or pain sensitivity through sensory (gate-control or descending) modulation."),
+    ClaimSpec("mechanoreceptor-rom", "neural-stimulation", "Mechanoreceptor-mediated range of motion",
+              "IASTM increases range of motion through mechanoreceptor input and stretch tolerance, "
+              "not tissue change."),
+    ClaimSpec("proprioception", "neural-stimulation", "Proprioception and sensorimotor control",
+              "IASTM improves proprioception, balance or neuromuscular performance."),
+    ClaimSpec("tendinopathy-outcomes", "adhesion-breakdown", "Tendinopathy pain and function",
+              "IASTM improves pain and function in tendinopathy by remodelling degenerated tendon."),
+    ClaimSpec("fascial-gliding", "adhesion-breakdown", "Fascial / connective-tissue gliding",
+              "IASTM restores gliding between fascial or connective-tissue layers that adhere."),
+    ClaimSpec("tissue-density", "adhesion-breakdown", "Tissue density and fibrosis",
+              "IASTM breaks down abnormal tissue densities, scar tissue, adhesions or fibrosis, or lowers "
+              "tissue stiffness."),
+    ClaimSpec("microtrauma-inflammation", "inflammatory-healing", "Local inflammatory response from microtrauma",
+              "Controlled microtrauma from the instrument triggers a local inflammatory (or anti-inflammatory) "
+              "response that restarts healing."),
+    ClaimSpec("blood-flow", "inflammatory-healing", "Blood flow and perfusion",
+              "IASTM increases local blood flow, perfusion or vascularity."),
+    ClaimSpec("collagen-repair", "inflammatory-healing", "Fibroblast recruitment and collagen repair",
+              "IASTM recruits fibroblasts and improves collagen synthesis, alignment or tissue strength."),
+)
+
+STANCES: tuple[str, ...] = ("supports", "contradicts", "mixed", "no-effect")
+
+# Study designs and their OCEBM 2011 level for "does this intervention help?" (treatment benefits).
+# Level 5 is mechanism-based reasoning: animal and bench work and opinion sit there, apart from
+# clinical-outcome evidence.
+DESIGN_LEVELS: dict[str, int] = {
+    "systematic-review": 1,
+    "rct": 2,
+    "non-randomised-controlled-trial": 3,
+    "cohort": 3,
+    "case-control": 4,
+    "case-series": 4,
+    "case-report": 4,
+    "cross-sectional": 4,
+    "animal-study": 5,
+    "in-vitro": 5,
+    "narrative-review": 5,
+    "expert-opinion": 5,
+}
+DESIGNS: tuple[str, ...] = tuple(DESIGN_LEVELS)
+
+DESIGN_LABELS: dict[str, str] = {
+    "systematic-review": "Systematic review / meta-analysis",
+    "rct": "Randomised controlled trial",
+    "non-randomised-controlled-trial": "Non-randomised controlled trial",
+    "cohort": "Cohort study",
+    "case-control": "Case-control study",
+    "case-series": "Case series",
+    "case-report": "Case report",
+    "cross-sectional": "Cross-sectional study",
+    "animal-study": "Animal study",
+    "in-vitro": "In-vitro / bench study",
+    "narrative-review": "Narrative review",
+    "expert-opinion": "Expert opinion",
+}
+
+POPULATIONS: tuple[str, ...] = ("human", "animal")
+
+# Where a record came from.
+SOURCES: tuple[str, ...] = ("seed", "manual", "import", "crossref")
+
+# How well each identifier or fact is known. "verified": seen on a page about the article itself;
+# "citing-reference": seen only in another paper's reference list; "not-found": searched, absent;
+# "unverified": not checked.
+VERIFICATION: tuple[str, ...] = ("verified", "citing-reference", "unverified", "not-found")
+
+CLAIM_BY_NAME: dict[str, ClaimSpec] = {c.name: c for c in CLAIMS}
+MECHANISM_BY_NAME: dict[str, MechanismSpec] = {m.name: m for m in MECHANISMS}
+
+
+def level_for_design(design: str) -> int:
+    """OCEBM 2011 level implied by a design name (KeyError for an unknown design)."""
+    return DESIGN_LEVELS[design]
