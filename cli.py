@@ -1,0 +1,684 @@
+"""The `evidence` command line: a thin click layer over the `evidence` library.
+
+Each command parses its options, calls one library function with the session the root group opened,
+and renders. Heavy modules (SQLAlchemy, pandas, habanero, citeproc) are imported inside commands, so
+`evidence --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from evidence import vocab
+from evidence.errors import EvidenceError
+
+if TYPE_CHECKING:
+    from evidence.config import Settings
+    from evidence.db import Database
+
+__version__ = "0.1.0"
+F = TypeVar("F", bound=Callable[..., Any])
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+MECHANISM_NAMES = [m.name for m in vocab.MECHANISMS]
+CLAIM_NAMES = [c.name for c in vocab.CLAIMS]
+
+
+class EvidenceGroup(click.Group):
+    """Turns every EvidenceError into one `Error: ...` line and exit 1 (a traceback only with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EvidenceError as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            raise click.ClickException(str(exc)) from exc
+
+
+class AppState:
+    """What the root group hands to commands: settings, and the database opened on first use."""
+
+    def __init__(self, ctx: click.Context, db: str | None, verbose: int) -> None:
+        self._ctx = ctx
+        self._db_option = db
+        self.verbose = verbose
+        self._settings: Settings | None = None
+        self._database: Database | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from evidence.config import load_settings
+
+            self._settings = load_settings().with_db(self._db_option)
+        return self._settings
+
+    def database(self, *, seed: bool = True) -> Database:
+        if self._database is None:
+            from evidence.db import open_database
+
+            self._database = open_database(self.settings, seed=seed)
+            self._ctx.call_on_close(self._database.close)
+        return self._database
+
+
+pass_state = click.make_pass_decorator(AppState)
+
+
+class Ref(click.ParamType):
+    """A study reference: id, citekey, DOI or PMID. A DOI-looking value is validated here."""
+
+    name = "REF"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from evidence import ids
+
+        text = str(value).strip()
+        if not text:
+            self.fail("a study reference is empty", param, ctx)
+        if text.startswith("10.") or text.lower().startswith(("doi:", "https://doi.org/")):
+            try:
+                return ids.normalize_doi(text)
+            except EvidenceError as exc:
+                self.fail(str(exc), param, ctx)
+        return text
+
+
+class Doi(click.ParamType):
+    name = "DOI"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from evidence import ids
+
+        try:
+            return ids.normalize_doi(str(value))
+        except EvidenceError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Pmid(click.ParamType):
+    name = "PMID"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from evidence import ids
+
+        try:
+            return ids.normalize_pmid(str(value))
+        except EvidenceError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+REF = Ref()
+STUDY_TABLE = ("id", "citekey", "year", "design", "level", "population", "pedro", "claims", "title")
+
+
+def output_options(func: F) -> F:
+    """--format/--columns/-o shared by every listing command."""
+    func = click.option("-o", "--output", "output", metavar="FILE", default=None,
+                        help="Write to FILE instead of stdout ('-' = stdout).")(func)
+    func = click.option("--columns", metavar="A,B,...", default=None,
+                        help="Comma-separated columns to show (JSON field names).")(func)
+    func = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "ndjson"]),
+                        default="table", show_default=True, help="Output format.")(func)
+    return func
+
+
+def emit_rows(rows: Iterable[dict[str, Any]], fmt: str, output: str | None, columns: str | None,
+              *, table_columns: Iterable[str] | None = None, title: str | None = None) -> int:
+    from evidence.render import open_output, write_rows
+
+    names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    with open_output(output) as out:
+        count = write_rows(rows, fmt, out, columns=names,
+                           table_columns=list(table_columns) if table_columns else None, title=title)
+    if output not in (None, "-"):
+        click.echo(f"wrote {count} rows to {output}", err=True)
+    return count
+
+
+def choice(names: Iterable[str]) -> click.Choice[str]:
+    return click.Choice(list(names), case_sensitive=False)
+
+
+# --- root group ---------------------------------------------------------------------------------------
+
+
+@click.group(cls=EvidenceGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="evidence")
+@click.option("--db", metavar="PATH|URL", envvar="EVIDENCE_DB", default=None,
+              help="Library database (a SQLite path or SQLAlchemy URL). Default: SQLite in the user-data "
+                   "folder (or $EVIDENCE_HOME).")
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for SQL).")
+@click.option("--debug", is_flag=True, hidden=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, verbose: int, debug: bool) -> None:
+    """evidence: what the studies say about instrument-assisted soft tissue mobilization (IASTM).
+
+    A reference library of clinical studies, each tagged with the mechanism and claim it bears on, which
+    way it points (supports / contradicts / mixed / no-effect), its design and OCEBM level. It ships with a
+    curated IASTM library and works offline.
+
+    \b
+    Examples:
+      evidence claims
+      evidence find --mechanism neural-stimulation --stance supports --max-level 2
+      evidence find --text "range of motion" --sort relevance
+      evidence show loghmani2009instrument
+    """
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr)
+        if verbose > 1:
+            logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+    ctx.obj = AppState(ctx, db, verbose)
+
+
+# --- find / show --------------------------------------------------------------------------------------
+
+
+def find_filter_options(func: F) -> F:
+    """The filters of `find`, shared with `export` and `cite`."""
+    options = [
+        click.option("--mechanism", "mechanisms", multiple=True, type=choice(MECHANISM_NAMES),
+                     help="Bears on this mechanism (repeat for any of several)."),
+        click.option("--claim", "claims", multiple=True, type=choice(CLAIM_NAMES),
+                     help="Bears on this claim (repeat for any of several)."),
+        click.option("--stance", "stances", multiple=True, type=choice(vocab.STANCES),
+                     help="Points this way on the chosen claim/mechanism (repeatable)."),
+        click.option("--design", "designs", multiple=True, type=choice(vocab.DESIGNS),
+                     help="Study design (repeatable)."),
+        click.option("--max-level", type=click.IntRange(1, 5), default=None,
+                     help="OCEBM 2011 level this strong or stronger (1 = systematic review)."),
+        click.option("--population", type=choice(vocab.POPULATIONS), default=None, help="human or animal."),
+        click.option("--condition", default=None, help="Condition or body region contains this text."),
+        click.option("--year-from", type=click.IntRange(1800, 2200), default=None, help="Published in or after."),
+        click.option("--year-to", type=click.IntRange(1800, 2200), default=None, help="Published in or before."),
+        click.option("--tag", "tags", multiple=True, help="Has this tag (repeat: all of them)."),
+        click.option("--min-pedro", type=click.IntRange(0, 10), default=None, help="PEDro score at least."),
+        click.option("--text", default=None, help='Full-text search in title, abstract and notes ("phrase").'),
+        click.option("--exclude-retracted", is_flag=True, help="Hide retracted studies."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_filters(params: dict[str, Any]) -> Any:
+    from evidence.query import FindFilters
+
+    return FindFilters(
+        mechanisms=list(params.get("mechanisms") or ()),
+        claims=list(params.get("claims") or ()),
+        stances=list(params.get("stances") or ()),
+        designs=list(params.get("designs") or ()),
+        max_level=params.get("max_level"),
+        population=params.get("population"),
+        condition=params.get("condition"),
+        year_from=params.get("year_from"),
+        year_to=params.get("year_to"),
+        tags=list(params.get("tags") or ()),
+        min_pedro=params.get("min_pedro"),
+        text=params.get("text"),
+        exclude_retracted=bool(params.get("exclude_retracted")),
+    )
+
+
+@cli.command()
+@find_filter_options
+@click.option("--sort", type=click.Choice(["level", "year", "pedro", "title", "relevance"]), default=None,
+              help="Order: level (strongest first, default), year (newest), pedro, title, relevance (--text).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many studies.")
+@output_options
+@pass_state
+def find(state: AppState, sort: str | None, limit: int | None, fmt: str, columns: str | None,
+         output: str | None, **params: Any) -> None:
+    """Find studies by mechanism, claim, stance, design, level and more.
+
+    Filters combine with AND; a repeated option means any of its values. --stance applies to the
+    --claim/--mechanism you name (a study that supports one claim and contradicts another is found
+    only for the claim where the stance holds). Retracted studies are marked [RETRACTED].
+
+    \b
+    Examples:
+      evidence find --mechanism inflammatory-healing --population human
+      evidence find --claim mechanoreceptor-rom --stance contradicts --stance no-effect
+      evidence find --design rct --min-pedro 6 --sort pedro
+      evidence find --text "range of motion" --limit 10 --format json
+      evidence find --tag practice-article --format csv -o practice.csv
+    """
+    from evidence.query import find_studies
+
+    with state.database().transaction() as session:
+        rows = find_studies(session, make_filters(params), sort=sort, limit=limit)
+    emit_rows(rows, fmt, output, columns, table_columns=STUDY_TABLE)
+
+
+@cli.command()
+@click.argument("ref", type=REF)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@pass_state
+def show(state: AppState, ref: str, fmt: str) -> None:
+    """Show every field of one study: authors, claims with stance and finding, verification status.
+
+    REF is an id, citekey, DOI or PMID (prefix pmid: or id: to be explicit).
+
+    \b
+    Examples:
+      evidence show loghmani2009instrument
+      evidence show 10.1179/2042618611y.0000000006
+      evidence show pmid:22851875 --format json
+    """
+    from evidence.query import show_study
+
+    with state.database().transaction() as session:
+        study = show_study(session, ref)
+    if fmt == "json":
+        click.echo(json.dumps(study, ensure_ascii=False, indent=2))
+        return
+    from evidence.textview import study_text
+
+    click.echo(study_text(study))
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+
+def study_field_options(func: F) -> F:
+    """Fields a user may set by hand (shared by `add` and `edit`)."""
+    options = [
+        click.option("--title", default=None, help="Title."),
+        click.option("--author", "authors", multiple=True, metavar='"FAMILY, GIVEN"',
+                     help="Author in order (repeat); an organisation without a comma."),
+        click.option("--journal", default=None),
+        click.option("--year", default=None, metavar="YYYY"),
+        click.option("--volume", default=None),
+        click.option("--issue", default=None),
+        click.option("--pages", default=None, metavar="FIRST-LAST"),
+        click.option("--doi", "doi", type=Doi(), default=None),
+        click.option("--pmid", type=Pmid(), default=None),
+        click.option("--pmcid", default=None),
+        click.option("--citekey", default=None, help="Citation key (default: family + year + title word)."),
+        click.option("--design", type=choice(vocab.DESIGNS), default=None, help="Study design."),
+        click.option("--level", default=None, metavar="1-5", help="Override the OCEBM level implied by design."),
+        click.option("--population", type=choice(vocab.POPULATIONS), default=None),
+        click.option("--condition", default=None),
+        click.option("--body-region", default=None),
+        click.option("--sample-size", default=None, metavar="N"),
+        click.option("--pedro", default=None, metavar="0-10", help="PEDro score."),
+        click.option("--abstract", default=None),
+        click.option("--url", default=None),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+FIELD_PARAMS = ("title", "journal", "year", "volume", "issue", "pages", "doi", "pmid", "pmcid", "citekey",
+                "design", "level", "population", "condition", "body_region", "sample_size", "pedro",
+                "abstract", "url")
+
+
+def given_fields(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: params[k] for k in FIELD_PARAMS if params.get(k) is not None}
+
+
+@cli.command()
+@study_field_options
+@click.option("--tag", "tags", multiple=True, help="Tag (repeat).")
+@click.option("--claim", "claims", multiple=True, type=choice(CLAIM_NAMES), help="Claim it bears on (repeat).")
+@click.option("--stance", type=choice(vocab.STANCES), default=None, help="Stance on every --claim given.")
+@click.option("--finding", default=None, help="One-line finding for the --claim links.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@pass_state
+def add(state: AppState, authors: tuple[str, ...], tags: tuple[str, ...], claims: tuple[str, ...],
+        stance: str | None, finding: str | None, fmt: str, **params: Any) -> None:
+    """Add a study by hand (validated; a duplicate DOI, PMID or citekey is refused).
+
+    \b
+    Examples:
+      evidence add --title "IASTM for lateral elbow pain" --author "Doe, Jane" --year 2024 \\
+          --journal "J Hand Ther" --design rct --population human --pedro 7 \\
+          --claim pain-modulation --stance supports --finding "Pain fell more than with sham at 6 weeks"
+    """
+    from evidence.library import add_manual
+
+    with state.database().transaction() as session:
+        study = add_manual(session, given_fields(params), authors=authors, tags=tags, claims=claims,
+                           stance=stance, finding=finding)
+    render_study(study, fmt, verb="added")
+
+
+def render_study(study: dict[str, Any], fmt: str, *, verb: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(study, ensure_ascii=False, indent=2))
+        return
+    from evidence.textview import study_text
+
+    click.echo(study_text(study))
+    click.echo(f"{verb} study {study['id']} ({study['citekey']})", err=True)
+
+
+@cli.command()
+@click.argument("ref", type=REF)
+@study_field_options
+@click.option("--clear", "clear", multiple=True, type=choice(FIELD_PARAMS), help="Empty this field (repeat).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@pass_state
+def edit(state: AppState, ref: str, authors: tuple[str, ...], clear: tuple[str, ...], fmt: str,
+         **params: Any) -> None:
+    """Change fields of a study. Edited fields are marked as yours and never overwritten by enrichment.
+
+    \b
+    Examples:
+      evidence edit crothers2016spinal --pedro 8
+      evidence edit 12 --design rct --clear level
+      evidence edit 10.1016/j.jbmt.2011.02.004 --author "Bove, Geoffrey M" --author "Chapelle, Susan L"
+    """
+    from evidence.library import edit_ref
+
+    changes = given_fields(params)
+    changes.update({name: None for name in clear})
+    with state.database().transaction() as session:
+        study, changed = edit_ref(session, ref, changes, authors=list(authors) or None)
+    render_study(study, fmt, verb=f"changed {', '.join(changed) or 'nothing'} in")
+
+
+@cli.command()
+@click.argument("ref", type=REF)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def remove(state: AppState, ref: str, yes: bool) -> None:
+    """Remove a study (asks first unless --yes).
+
+    \b
+    Examples:
+      evidence remove 12
+      evidence remove bove2012visceral --yes
+    """
+    from evidence.library import describe_ref, remove_ref
+
+    with state.database().transaction() as session:
+        description = describe_ref(session, ref)
+        if not yes and not click.confirm(f"Remove {description}?", default=False, err=True):
+            raise click.ClickException("not removed")
+        remove_ref(session, ref)
+    click.echo(f"removed {description}", err=True)
+
+
+@cli.command()
+@click.argument("ref", type=REF)
+@click.option("-t", "--tag", "tags", multiple=True, required=True, help="Tag to add (repeat).")
+@pass_state
+def tag(state: AppState, ref: str, tags: tuple[str, ...]) -> None:
+    """Add free tags to a study.
+
+    \b
+    Examples:
+      evidence tag crothers2016spinal -t handout -t thoracic
+    """
+    from evidence.library import tag_ref
+
+    with state.database().transaction() as session:
+        added = tag_ref(session, ref, tags)
+    click.echo(f"tagged: {', '.join(added) or 'nothing new'}", err=True)
+
+
+@cli.command()
+@click.argument("ref", type=REF)
+@click.option("-t", "--tag", "tags", multiple=True, required=True, help="Tag to remove (repeat).")
+@pass_state
+def untag(state: AppState, ref: str, tags: tuple[str, ...]) -> None:
+    """Remove tags from a study.
+
+    \b
+    Examples:
+      evidence untag crothers2016spinal -t handout
+    """
+    from evidence.library import untag_ref
+
+    with state.database().transaction() as session:
+        removed = untag_ref(session, ref, tags)
+    click.echo(f"untagged: {', '.join(removed) or 'nothing'}", err=True)
+
+
+@cli.command()
+@click.argument("ref", type=REF)
+@click.option("--claim", required=True, type=choice(CLAIM_NAMES), help="The claim.")
+@click.option("--stance", required=True, type=choice(vocab.STANCES), help="Which way the study points.")
+@click.option("--finding", default=None, help="One line, in your words: what it found.")
+@pass_state
+def link(state: AppState, ref: str, claim: str, stance: str, finding: str | None) -> None:
+    """Link a study to a claim with a stance (re-linking changes the stance).
+
+    \b
+    Examples:
+      evidence link ikeda2019effects --claim tissue-density --stance contradicts \\
+          --finding "Muscle stiffness unchanged on elastography although ROM rose"
+    """
+    from evidence.library import link_ref
+
+    with state.database().transaction() as session:
+        citekey = link_ref(session, ref, claim, stance, finding)
+    click.echo(f"linked {citekey} to {claim}: {stance}", err=True)
+
+
+@cli.command()
+@click.argument("ref", type=REF)
+@click.option("--claim", required=True, type=choice(CLAIM_NAMES))
+@pass_state
+def unlink(state: AppState, ref: str, claim: str) -> None:
+    """Remove a study's link to a claim.
+
+    \b
+    Examples:
+      evidence unlink bove2012visceral --claim tissue-density
+    """
+    from evidence.library import unlink_ref
+
+    with state.database().transaction() as session:
+        citekey, removed = unlink_ref(session, ref, claim)
+    if not removed:
+        raise click.ClickException(f"{citekey} is not linked to {claim}")
+    click.echo(f"unlinked {citekey} from {claim}", err=True)
+
+
+@cli.command()
+@click.argument("ref", type=REF)
+@click.option("-m", "--message", required=True, help="The note (appended as a new paragraph).")
+@click.option("--replace", is_flag=True, help="Replace the notes instead of appending.")
+@pass_state
+def note(state: AppState, ref: str, message: str, replace: bool) -> None:
+    """Add a note to a study (notes are searched by find --text).
+
+    \b
+    Examples:
+      evidence note crothers2016spinal -m "Good example of a sham-controlled trial for patients"
+    """
+    from evidence.library import note_ref
+
+    with state.database().transaction() as session:
+        citekey = note_ref(session, ref, message, replace=replace)
+    click.echo(f"noted {citekey}", err=True)
+
+
+# --- the picture: mechanisms, claims, summary -----------------------------------------------------------
+
+
+@cli.command()
+@output_options
+@pass_state
+def mechanisms(state: AppState, fmt: str, columns: str | None, output: str | None) -> None:
+    """The three claimed mechanisms and how many studies point each way.
+
+    A study counts once per mechanism; with claim links pointing different ways it counts as mixed.
+
+    \b
+    Examples:
+      evidence mechanisms
+      evidence mechanisms --format json
+    """
+    from evidence.query import mechanism_evidence
+
+    with state.database().transaction() as session:
+        rows = mechanism_evidence(session)
+    emit_rows(rows, fmt, output, columns,
+              table_columns=("mechanism", "studies", "supports", "contradicts", "mixed", "no-effect", "human",
+                             "animal", "description"))
+
+
+@cli.command()
+@click.option("--mechanism", type=choice(MECHANISM_NAMES), default=None, help="Only this mechanism's claims.")
+@output_options
+@pass_state
+def claims(state: AppState, mechanism: str | None, fmt: str, columns: str | None, output: str | None) -> None:
+    """Per claim: studies that support / contradict / are mixed / show no effect, human vs animal, by level.
+
+    The table reads "supports 5 (h3 a2)": five supporting studies, three in humans, two in animals.
+    JSON and CSV carry the full split, including per OCEBM level.
+
+    \b
+    Examples:
+      evidence claims
+      evidence claims --mechanism inflammatory-healing
+      evidence claims --format json -o claims.json
+    """
+    from evidence.query import claim_evidence
+
+    with state.database().transaction() as session:
+        rows = claim_evidence(session, mechanism)
+    if fmt == "table":
+        rows = [claim_table_row(r) for r in rows]
+    elif fmt == "csv":
+        rows = [claim_csv_row(r) for r in rows]
+    emit_rows(rows, fmt, output, columns)
+
+
+def claim_table_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = {"claim": row["claim"], "mechanism": row["mechanism"], "studies": row["studies"]}
+    for stance in vocab.STANCES:
+        out[stance] = f"{row[stance]} (h{row['human'][stance]} a{row['animal'][stance]})"
+    levels = [f"L{lv}:{sum(c.values())}" for lv, c in row["by_level"].items() if sum(c.values())]
+    out["levels"] = " ".join(levels)
+    return out
+
+
+def claim_csv_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = {"claim": row["claim"], "mechanism": row["mechanism"], "studies": row["studies"]}
+    for stance in vocab.STANCES:
+        out[stance] = row[stance]
+        for group in ("human", "animal", "other"):
+            out[f"{stance}_{group}"] = row[group][stance]
+    for level, counts in row["by_level"].items():
+        for stance in vocab.STANCES:
+            out[f"level{level}_{stance}"] = counts[stance]
+    return out
+
+
+@cli.command()
+@click.option("--by", type=click.Choice(["design", "level", "population"]), default="design",
+              show_default=True, help="Second axis of the pivot.")
+@output_options
+@pass_state
+def summary(state: AppState, by: str, fmt: str, columns: str | None, output: str | None) -> None:
+    """A pivot of the library: mechanism × design (or level, population), stance counts in each cell.
+
+    \b
+    Examples:
+      evidence summary
+      evidence summary --by level --format csv
+    """
+    from evidence.query import summary_frame
+
+    with state.database().transaction() as session:
+        frame = summary_frame(session, by)
+    rows = frame.to_dict(orient="records") if len(frame) else []
+    emit_rows(rows, fmt, output, columns)
+
+
+# --- database -----------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The library database: where it is, its schema, its seed data.
+
+    \b
+    Examples:
+      evidence db path
+      evidence db upgrade
+      evidence db init --empty
+      evidence db seed
+    """
+
+
+@db.command(name="path")
+@pass_state
+def db_path(state: AppState) -> None:
+    """Print the database URL in use (no database is opened).
+
+    \b
+    Examples:
+      evidence db path
+    """
+    click.echo(state.settings.db_url)
+
+
+@db.command()
+@pass_state
+def upgrade(state: AppState) -> None:
+    """Create or upgrade the schema (it also happens on every open); seeds a new library.
+
+    \b
+    Examples:
+      evidence db upgrade
+    """
+    from evidence.library import library_status
+
+    with state.database().transaction() as session:
+        status = library_status(session)
+    click.echo(f"schema at revision {status['revision']}; {status['studies']} studies", err=True)
+
+
+@db.command()
+@click.option("--empty", is_flag=True, help="Do not load the shipped IASTM library (a clinic's own collection).")
+@pass_state
+def init(state: AppState, empty: bool) -> None:
+    """Create the library (seeded with the shipped IASTM studies unless --empty).
+
+    \b
+    Examples:
+      evidence --db clinic.db db init --empty
+    """
+    from evidence.library import init_library
+
+    with state.database(seed=False).transaction() as session:
+        report = init_library(session, empty=empty)
+    click.echo(report, err=True)
+
+
+@db.command()
+@pass_state
+def seed(state: AppState) -> None:
+    """Load the shipped seed studies the library does not have (never overwrites your edits).
+
+    \b
+    Examples:
+      evidence db seed
+    """
+    from evidence.library import reseed
+
+    with state.database(seed=False).transaction() as session:
+        report = reseed(session)
+    click.echo(f"seed: {len(report.added)} added, {len(report.kept)} already present", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

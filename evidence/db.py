@@ -1,0 +1,154 @@
+"""Engine, sessions and migrations. Opening a library upgrades its schema and, the first time, seeds it.
+
+Alembic is imported only when the stored revision is not the head this code knows, so an ordinary query
+pays nothing for migrations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from evidence import vocab
+from evidence.config import Settings
+from evidence.errors import DatabaseError
+from evidence.models import Claim, Mechanism, Meta
+
+log = logging.getLogger(__name__)
+
+# The newest migration in evidence/migrations/versions; a test checks the two agree.
+HEAD_REVISION = "0001"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SEEDED_KEY = "seeded"
+
+
+@dataclass
+class Database:
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One session, one transaction: committed on success, rolled back on any error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout on every connection."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except OperationalError:
+        return None
+    except SQLAlchemyError as exc:  # pragma: no cover - other dialects word "no such table" differently
+        log.debug("no alembic_version: %s", exc)
+        return None
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run Alembic migrations up to ``revision`` on ``engine``."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def sync_vocabulary(session: Session) -> None:
+    """Insert any mechanism or claim of `evidence.vocab` the database does not have yet."""
+    mechanisms = {m.name: m for m in session.scalars(select(Mechanism))}
+    for spec in vocab.MECHANISMS:
+        if spec.name not in mechanisms:
+            mechanisms[spec.name] = Mechanism(name=spec.name, label=spec.label, description=spec.description)
+            session.add(mechanisms[spec.name])
+    session.flush()
+    known = set(session.scalars(select(Claim.name)))
+    for claim in vocab.CLAIMS:
+        if claim.name not in known:
+            session.add(
+                Claim(
+                    name=claim.name,
+                    mechanism_id=mechanisms[claim.mechanism].id,
+                    label=claim.label,
+                    description=claim.description,
+                )
+            )
+
+
+def open_database(settings: Settings, *, seed: bool = True) -> Database:
+    """Open the library at ``settings.db_url``, upgrading its schema; seed an empty, never-seeded one."""
+    try:
+        engine = make_engine(settings.db_url)
+        sessions = sessionmaker(engine, expire_on_commit=False)
+        db = Database(engine, sessions)
+        if current_revision(engine) != HEAD_REVISION:
+            upgrade(engine)
+            with db.transaction() as session:
+                sync_vocabulary(session)
+        if seed:
+            seed_if_new(db)
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot open the library at {settings.db_url}: {exc.__class__.__name__}: "
+                            f"{str(exc).splitlines()[0]}") from exc
+    return db
+
+
+def seed_if_new(db: Database) -> None:
+    """Load the shipped seed library into a database that was never seeded (nor made empty on purpose)."""
+    with db.transaction() as session:
+        if session.get(Meta, SEEDED_KEY) is not None:
+            return
+        from evidence.seed import load_seed
+
+        load_seed(session)
+        mark_seeded(session, "seed")
+
+
+def mark_seeded(session: Session, how: str) -> None:
+    from evidence.models import utcnow
+
+    meta = session.get(Meta, SEEDED_KEY)
+    value = f"{how} {utcnow().isoformat(timespec='seconds')}"
+    if meta is None:
+        session.add(Meta(key=SEEDED_KEY, value=value))
+    else:
+        meta.value = value

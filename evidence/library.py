@@ -1,0 +1,102 @@
+"""One plain-Python function per CLI command that writes: explicit inputs (a Session), data out, no
+printing. The caller owns the transaction (`with db.transaction() as session:`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from evidence import records
+from evidence.db import HEAD_REVISION, SEEDED_KEY, current_revision, mark_seeded
+from evidence.errors import InvalidValue
+from evidence.models import Meta, Study
+from evidence.query import show_study
+from evidence.seed import SeedReport, load_seed
+
+
+def add_manual(session: Session, fields: dict[str, Any], *, authors: Iterable[str] = (),
+               tags: Iterable[str] = (), claims: Sequence[str] = (), stance: str | None = None,
+               finding: str | None = None) -> dict[str, Any]:
+    """Add a study entered by hand; returns it as `show` sees it."""
+    if claims and not stance:
+        raise InvalidValue("--claim needs --stance (supports, contradicts, mixed or no-effect)")
+    if stance and not claims:
+        raise InvalidValue("--stance needs at least one --claim")
+    links = [{"claim": c, "stance": stance, "finding": finding} for c in claims]
+    study = records.add_study(session, fields, authors=authors, tags=tags, claims=links, source="manual")
+    return show_study(session, f"id:{study.id}")
+
+
+def edit_ref(session: Session, ref: str, changes: dict[str, Any],
+             authors: list[str] | None = None) -> tuple[dict[str, Any], list[str]]:
+    study = records.resolve_ref(session, ref)
+    if not changes and authors is None:
+        raise InvalidValue("nothing to change: give at least one field option (see evidence edit --help)")
+    changed = records.edit_study(session, study, changes, authors=authors, source="manual")
+    return show_study(session, f"id:{study.id}"), changed
+
+
+def describe_ref(session: Session, ref: str) -> str:
+    study = records.resolve_ref(session, ref)
+    return f"study {study.id} ({study.citekey}): {study.title}"
+
+
+def remove_ref(session: Session, ref: str) -> None:
+    records.remove_study(session, records.resolve_ref(session, ref))
+
+
+def tag_ref(session: Session, ref: str, tags: Iterable[str]) -> list[str]:
+    study = records.resolve_ref(session, ref)
+    return [records.normalize_tag(t) for t in tags if records.add_tag(session, study, t)]
+
+
+def untag_ref(session: Session, ref: str, tags: Iterable[str]) -> list[str]:
+    study = records.resolve_ref(session, ref)
+    return [records.normalize_tag(t) for t in tags if records.remove_tag(session, study, t)]
+
+
+def link_ref(session: Session, ref: str, claim: str, stance: str, finding: str | None) -> str:
+    study = records.resolve_ref(session, ref)
+    records.link_claim(session, study, claim, stance, finding)
+    return study.citekey
+
+
+def unlink_ref(session: Session, ref: str, claim: str) -> tuple[str, bool]:
+    study = records.resolve_ref(session, ref)
+    return study.citekey, records.unlink_claim(session, study, claim)
+
+
+def note_ref(session: Session, ref: str, text: str, *, replace: bool = False) -> str:
+    study = records.resolve_ref(session, ref)
+    records.add_note(session, study, text, replace=replace)
+    return study.citekey
+
+
+def library_status(session: Session) -> dict[str, Any]:
+    seeded = session.get(Meta, SEEDED_KEY)
+    bind = session.get_bind()
+    return {
+        "revision": current_revision(bind.engine) if hasattr(bind, "engine") else HEAD_REVISION,
+        "studies": session.scalar(select(func.count()).select_from(Study)),
+        "seeded": seeded.value if seeded else None,
+    }
+
+
+def init_library(session: Session, *, empty: bool) -> str:
+    """Initialise a library: seed it, or mark it empty on purpose so it is never seeded automatically."""
+    if empty:
+        mark_seeded(session, "empty")
+        count = session.scalar(select(func.count()).select_from(Study))
+        return f"library ready without seed data ({count} studies)"
+    report = load_seed(session)
+    mark_seeded(session, "seed")
+    return f"library ready: {len(report.added)} seed studies added, {len(report.kept)} already present"
+
+
+def reseed(session: Session) -> SeedReport:
+    report = load_seed(session)
+    mark_seeded(session, "seed")
+    return report

@@ -1,0 +1,233 @@
+"""The ORM: studies, their ordered authors, tags, mechanisms, claims and stance-carrying claim links.
+
+SQLAlchemy 2.0 typed declarative mapping. Every constraint gets a stable name from the naming convention,
+so Alembic batch migrations on SQLite can find it again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    false,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The one clock of the project (timezone-aware UTC); tests may monkeypatch it."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC; always hands back timezone-aware datetimes (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Mechanism(Base):
+    __tablename__ = "mechanisms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text)
+
+    claims: Mapped[list[Claim]] = relationship(back_populates="mechanism", order_by="Claim.id")
+
+
+class Claim(Base):
+    __tablename__ = "claims"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    mechanism_id: Mapped[int] = mapped_column(ForeignKey("mechanisms.id"), index=True)
+    label: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text)
+
+    mechanism: Mapped[Mechanism] = relationship(back_populates="claims")
+
+
+class Study(Base):
+    __tablename__ = "studies"
+    __table_args__ = (
+        CheckConstraint("pedro IS NULL OR (pedro >= 0 AND pedro <= 10)", name="pedro_range"),
+        CheckConstraint("level IS NULL OR (level >= 1 AND level <= 5)", name="level_range"),
+        CheckConstraint("population IS NULL OR population IN ('human', 'animal')", name="population"),
+        CheckConstraint("source IN ('seed', 'manual', 'import', 'crossref')", name="source"),
+        Index("ix_studies_level_year", "level", "year"),
+        Index("ix_studies_year", "year"),
+        # Ids are shown to users and written in their notes: never hand out a removed study's id again.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    citekey: Mapped[str] = mapped_column(String(128), unique=True)
+    doi: Mapped[str | None] = mapped_column(String(255), unique=True)
+    pmid: Mapped[str | None] = mapped_column(String(16), unique=True)
+    pmcid: Mapped[str | None] = mapped_column(String(16), index=True)
+    title: Mapped[str] = mapped_column(Text)
+    journal: Mapped[str | None] = mapped_column(Text)
+    issn: Mapped[str | None] = mapped_column(String(64))
+    publisher: Mapped[str | None] = mapped_column(Text)
+    year: Mapped[int | None]
+    volume: Mapped[str | None] = mapped_column(String(32))
+    issue: Mapped[str | None] = mapped_column(String(32))
+    pages: Mapped[str | None] = mapped_column(String(64))
+    article_number: Mapped[str | None] = mapped_column(String(64))
+    publication_type: Mapped[str | None] = mapped_column(String(64))
+    abstract: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))
+
+    design: Mapped[str | None] = mapped_column(String(64), index=True)
+    level: Mapped[int | None]
+    level_overridden: Mapped[bool] = mapped_column(default=False, server_default=false())
+    population: Mapped[str | None] = mapped_column(String(16), index=True)
+    population_detail: Mapped[str | None] = mapped_column(Text)
+    condition: Mapped[str | None] = mapped_column(Text)
+    body_region: Mapped[str | None] = mapped_column(String(64))
+    sample_size: Mapped[int | None]
+    pedro: Mapped[int | None]
+    notes: Mapped[str | None] = mapped_column(Text)
+    cited_by_practice_article: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+    # How well each identifier or fact is known (vocab.VERIFICATION), and the raw evidence for it.
+    doi_verification: Mapped[str] = mapped_column(String(32), default="unverified", server_default="unverified")
+    pmid_verification: Mapped[str] = mapped_column(String(32), default="unverified", server_default="unverified")
+    authors_verification: Mapped[str] = mapped_column(String(32), default="unverified", server_default="unverified")
+    bibliographic_verification: Mapped[str] = mapped_column(String(32), default="unverified", server_default="unverified")
+    design_verification: Mapped[str] = mapped_column(String(32), default="unverified", server_default="unverified")
+    verification_note: Mapped[str | None] = mapped_column(Text)
+    source_urls: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+
+    # Provenance: where the record came from, and per field where its current value came from
+    # ({"title": "seed", "abstract": "crossref", "journal": "manual"}).
+    source: Mapped[str] = mapped_column(String(16), default="manual", server_default="manual")
+    seed_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    field_sources: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+
+    # Crossref facts: citation counts and the update notices (retraction, correction, concern).
+    status: Mapped[str] = mapped_column(String(32), default="ok", server_default="ok", index=True)
+    updates: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    citations: Mapped[int | None]
+    references_count: Mapped[int | None]
+    crossref_checked_at: Mapped[datetime | None]
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.current_timestamp())
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
+    )
+
+    authors: Mapped[list[Author]] = relationship(
+        back_populates="study", order_by="Author.position", cascade="all, delete-orphan"
+    )
+    tags: Mapped[list[StudyTag]] = relationship(
+        back_populates="study", order_by="StudyTag.tag", cascade="all, delete-orphan"
+    )
+    claim_links: Mapped[list[StudyClaim]] = relationship(
+        back_populates="study", order_by="StudyClaim.claim_id", cascade="all, delete-orphan"
+    )
+
+
+class Author(Base):
+    __tablename__ = "authors"
+    __table_args__ = (
+        CheckConstraint("family IS NOT NULL OR name IS NOT NULL", name="family_or_name"),
+        Index("ix_authors_study_position", "study_id", "position", unique=True),
+        Index("ix_authors_family", "family"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    family: Mapped[str | None] = mapped_column(String(255))
+    given: Mapped[str | None] = mapped_column(String(255))
+    orcid: Mapped[str | None] = mapped_column(String(32))
+    # An organisation author is one literal name, never split into family/given.
+    name: Mapped[str | None] = mapped_column(Text)
+
+    study: Mapped[Study] = relationship(back_populates="authors")
+
+
+class StudyTag(Base):
+    __tablename__ = "study_tags"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+    study: Mapped[Study] = relationship(back_populates="tags")
+
+
+class StudyClaim(Base):
+    """A study bears on a claim, pointing one way (stance), with a one-line finding in our words."""
+
+    __tablename__ = "study_claims"
+    __table_args__ = (
+        CheckConstraint("stance IN ('supports', 'contradicts', 'mixed', 'no-effect')", name="stance"),
+        Index("ix_study_claims_claim_stance", "claim_id", "stance", "study_id"),
+    )
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id"), primary_key=True)
+    stance: Mapped[str] = mapped_column(String(16))
+    finding: Mapped[str | None] = mapped_column(Text)
+
+    study: Mapped[Study] = relationship(back_populates="claim_links")
+    claim: Mapped[Claim] = relationship()
+
+
+class CrossrefCache(Base):
+    """Raw Crossref answers, so asking again for a DOI already fetched costs no request."""
+
+    __tablename__ = "crossref_cache"
+
+    doi: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+    message: Mapped[dict[str, Any]]
+
+
+class Meta(Base):
+    """Small key/value facts about the library itself (e.g. when it was seeded)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,372 @@
+"""The read side: find studies by facet and full text, show one study, count evidence per claim.
+
+Returns plain dicts with the stable field names of the JSON output (see README, "JSON fields"), so the
+CLI, exporters and notebooks share one shape. The filters compile to one SQL statement; the few rows
+asked for are then filled in with two batched look-ups (authors, claims and tags), never one per row.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Float, Integer, Select, and_, column, exists, func, or_, select, text
+from sqlalchemy.orm import Session
+
+from evidence import vocab
+from evidence.errors import InvalidValue
+from evidence.models import Author, Claim, Mechanism, Study, StudyClaim, StudyTag
+from evidence.records import check_claim, check_design, check_mechanism, check_name, check_stance, resolve_ref
+
+SORTS = ("level", "year", "pedro", "title", "relevance")
+
+# The columns of a JSON row, in order. Extended fields come after the core ones.
+ROW_FIELDS = (
+    "id", "citekey", "doi", "pmid", "pmcid", "title", "authors", "journal", "year", "volume", "issue",
+    "pages", "article_number", "design", "level", "population", "condition", "body_region", "sample_size",
+    "pedro", "mechanisms", "claims", "tags", "abstract", "issn", "publisher", "url", "language",
+    "publication_type", "citations", "status", "updates", "notes",
+)
+_SCALAR_COLUMNS = (
+    "id", "citekey", "doi", "pmid", "pmcid", "title", "journal", "year", "volume", "issue", "pages",
+    "article_number", "design", "level", "population", "condition", "body_region", "sample_size", "pedro",
+    "abstract", "issn", "publisher", "url", "language", "publication_type", "citations", "status",
+    "updates", "notes",
+)
+
+
+@dataclass
+class FindFilters:
+    """What `evidence find` narrows by. Empty lists mean "any"."""
+
+    mechanisms: list[str] = field(default_factory=list)
+    claims: list[str] = field(default_factory=list)
+    stances: list[str] = field(default_factory=list)
+    designs: list[str] = field(default_factory=list)
+    max_level: int | None = None
+    population: str | None = None
+    condition: str | None = None
+    year_from: int | None = None
+    year_to: int | None = None
+    tags: list[str] = field(default_factory=list)
+    min_pedro: int | None = None
+    text: str | None = None
+    exclude_retracted: bool = False
+    ids: list[int] | None = None
+
+    def validated(self) -> FindFilters:
+        """A copy with every name checked against its vocabulary (UnknownName lists the valid ones)."""
+        if self.max_level is not None and not 1 <= self.max_level <= 5:
+            raise InvalidValue(f"--max-level must be from 1 to 5, not {self.max_level}")
+        if self.min_pedro is not None and not 0 <= self.min_pedro <= 10:
+            raise InvalidValue(f"--min-pedro must be from 0 to 10, not {self.min_pedro}")
+        if self.year_from and self.year_to and self.year_from > self.year_to:
+            raise InvalidValue(f"--year-from {self.year_from} is after --year-to {self.year_to}")
+        return FindFilters(
+            mechanisms=[check_mechanism(m) for m in self.mechanisms],
+            claims=[check_claim(c) for c in self.claims],
+            stances=[check_stance(s) for s in self.stances],
+            designs=[check_design(d) for d in self.designs],
+            max_level=self.max_level,
+            population=check_name("population", self.population, vocab.POPULATIONS)
+            if self.population else None,
+            condition=self.condition.strip() if self.condition and self.condition.strip() else None,
+            year_from=self.year_from,
+            year_to=self.year_to,
+            tags=[t.strip().lower() for t in self.tags if t.strip()],
+            min_pedro=self.min_pedro,
+            text=self.text.strip() if self.text and self.text.strip() else None,
+            exclude_retracted=self.exclude_retracted,
+            ids=self.ids,
+        )
+
+
+def fts_query(text_query: str) -> str:
+    """An FTS5 MATCH expression from what a user typed: "quoted phrases" stay phrases, other words are
+    each required (quoted, so FTS5 operators and punctuation in the input cannot cause a syntax error)."""
+    parts: list[str] = []
+    for phrase, word in re.findall(r'"([^"]*)"|(\S+)', text_query):
+        if phrase:
+            tokens = re.findall(r"\w+", phrase)
+            if tokens:
+                parts.append('"' + " ".join(tokens) + '"')
+        else:
+            parts.extend(f'"{t}"' for t in re.findall(r"\w+", word))
+    if not parts:
+        raise InvalidValue(f"--text {text_query!r} has no words to search for")
+    return " ".join(parts)
+
+
+def _filtered_ids(session: Session, f: FindFilters, sort: str) -> Select[Any]:
+    stmt: Select[Any] = select(Study.id)
+    conditions: list[Any] = []
+    if f.mechanisms or f.claims or f.stances:
+        link = select(StudyClaim.study_id).join(Claim, Claim.id == StudyClaim.claim_id)
+        link_conditions: list[Any] = [StudyClaim.study_id == Study.id]
+        if f.claims:
+            link_conditions.append(Claim.name.in_(f.claims))
+        if f.mechanisms:
+            link = link.join(Mechanism, Mechanism.id == Claim.mechanism_id)
+            link_conditions.append(Mechanism.name.in_(f.mechanisms))
+        if f.stances:
+            link_conditions.append(StudyClaim.stance.in_(f.stances))
+        conditions.append(exists(link.where(and_(*link_conditions))))
+    if f.designs:
+        conditions.append(Study.design.in_(f.designs))
+    if f.max_level is not None:
+        conditions.append(Study.level <= f.max_level)
+    if f.population:
+        conditions.append(Study.population == f.population)
+    if f.condition:
+        like = f"%{f.condition.lower()}%"
+        conditions.append(or_(func.lower(Study.condition).like(like), func.lower(Study.body_region).like(like)))
+    if f.year_from is not None:
+        conditions.append(Study.year >= f.year_from)
+    if f.year_to is not None:
+        conditions.append(Study.year <= f.year_to)
+    for tag in f.tags:
+        conditions.append(exists(select(StudyTag.study_id).where(StudyTag.study_id == Study.id,
+                                                                 StudyTag.tag == tag)))
+    if f.min_pedro is not None:
+        conditions.append(Study.pedro >= f.min_pedro)
+    if f.exclude_retracted:
+        conditions.append(Study.status != "retracted")
+    if f.ids is not None:
+        conditions.append(Study.id.in_(f.ids))
+
+    rank = None
+    if f.text:
+        if session.get_bind().dialect.name == "sqlite":
+            match = fts_query(f.text)
+            fts = text("SELECT rowid AS id, bm25(studies_fts) AS rank FROM studies_fts "
+                       "WHERE studies_fts MATCH :match").bindparams(match=match).columns(column("id", Integer), column("rank", Float)).subquery("fts")
+            stmt = stmt.join(fts, fts.c.id == Study.id)
+            rank = fts.c.rank
+        else:  # PostgreSQL and others: a plain case-insensitive search until a tsvector index lands.
+            for word in re.findall(r"\w+", f.text):
+                like = f"%{word.lower()}%"
+                conditions.append(or_(func.lower(Study.title).like(like), func.lower(Study.abstract).like(like),
+                                      func.lower(Study.notes).like(like)))
+    if conditions:
+        stmt = stmt.where(and_(*conditions))
+
+    if sort == "relevance" and rank is not None:
+        order: list[Any] = [rank, Study.id]
+    elif sort == "year":
+        order = [Study.year.desc().nulls_last(), Study.id]
+    elif sort == "pedro":
+        order = [Study.pedro.desc().nulls_last(), Study.level.asc().nulls_last(), Study.id]
+    elif sort == "title":
+        order = [func.lower(Study.title), Study.id]
+    else:  # level: strongest evidence first, then newest
+        order = [Study.level.asc().nulls_last(), Study.year.desc().nulls_last(), Study.id]
+    return stmt.order_by(*order)
+
+
+def find_ids(session: Session, filters: FindFilters, *, sort: str | None = None,
+             limit: int | None = None) -> list[int]:
+    """Ids of the studies matching ``filters``, in display order."""
+    if sort is not None and sort not in SORTS:
+        raise InvalidValue(f"unknown sort {sort!r}; valid: {', '.join(SORTS)}")
+    f = filters.validated()
+    chosen = sort or ("relevance" if f.text else "level")
+    if chosen == "relevance" and not f.text:
+        raise InvalidValue("--sort relevance needs --text")
+    if limit is not None and limit < 1:
+        raise InvalidValue(f"--limit must be at least 1, not {limit}")
+    stmt = _filtered_ids(session, f, chosen)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def find_studies(session: Session, filters: FindFilters, *, sort: str | None = None,
+                 limit: int | None = None) -> list[dict[str, Any]]:
+    """The matching studies as JSON rows, in display order."""
+    return study_rows(session, find_ids(session, filters, sort=sort, limit=limit))
+
+
+def iter_study_rows(session: Session, study_ids: Sequence[int], chunk: int = 500) -> Iterator[dict[str, Any]]:
+    """Rows for many ids, loaded a chunk at a time (exports stream through this)."""
+    for start in range(0, len(study_ids), chunk):
+        yield from study_rows(session, study_ids[start : start + chunk])
+
+
+def study_rows(session: Session, study_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """JSON rows for ``study_ids``, in that order, with authors, mechanisms, claims and tags."""
+    if not study_ids:
+        return []
+    columns = [getattr(Study, name) for name in _SCALAR_COLUMNS]
+    by_id: dict[int, dict[str, Any]] = {}
+    for row in session.execute(select(*columns).where(Study.id.in_(study_ids))):
+        record = dict(zip(_SCALAR_COLUMNS, row, strict=True))
+        record.update(authors=[], mechanisms=[], claims=[], tags=[])
+        by_id[record["id"]] = record
+    for study_id, family, given, orcid, name in session.execute(
+        select(Author.study_id, Author.family, Author.given, Author.orcid, Author.name)
+        .where(Author.study_id.in_(study_ids)).order_by(Author.study_id, Author.position)
+    ):
+        by_id[study_id]["authors"].append(
+            {"name": name} if name else {"family": family, "given": given, "orcid": orcid}
+        )
+    for study_id, claim, mechanism, stance, finding in session.execute(
+        select(StudyClaim.study_id, Claim.name, Mechanism.name, StudyClaim.stance, StudyClaim.finding)
+        .join(Claim, Claim.id == StudyClaim.claim_id).join(Mechanism, Mechanism.id == Claim.mechanism_id)
+        .where(StudyClaim.study_id.in_(study_ids)).order_by(StudyClaim.study_id, Claim.id)
+    ):
+        record = by_id[study_id]
+        record["claims"].append({"claim": claim, "mechanism": mechanism, "stance": stance, "finding": finding})
+        if mechanism not in record["mechanisms"]:
+            record["mechanisms"].append(mechanism)
+    for study_id, tag in session.execute(
+        select(StudyTag.study_id, StudyTag.tag).where(StudyTag.study_id.in_(study_ids))
+        .order_by(StudyTag.study_id, StudyTag.tag)
+    ):
+        by_id[study_id]["tags"].append(tag)
+    order = {m.name: i for i, m in enumerate(vocab.MECHANISMS)}
+    rows = []
+    for study_id in study_ids:
+        record = by_id.get(study_id)
+        if record is None:
+            continue
+        record["mechanisms"].sort(key=order.__getitem__)
+        record["updates"] = record["updates"] or []
+        rows.append({name: record[name] for name in ROW_FIELDS})
+    return rows
+
+
+def show_study(session: Session, ref: str) -> dict[str, Any]:
+    """Every field of one study: the JSON row plus verification status and provenance."""
+    study = resolve_ref(session, ref)
+    row = study_rows(session, [study.id])[0]
+    row.update(
+        population_detail=study.population_detail,
+        level_overridden=study.level_overridden,
+        cited_by_practice_article=study.cited_by_practice_article,
+        verification={
+            "doi": study.doi_verification,
+            "pmid": study.pmid_verification,
+            "authors": study.authors_verification,
+            "bibliographic": study.bibliographic_verification,
+            "design": study.design_verification,
+            "note": study.verification_note,
+        },
+        source=study.source,
+        seed_key=study.seed_key,
+        field_sources=study.field_sources or {},
+        source_urls=study.source_urls or [],
+        references_count=study.references_count,
+        crossref_checked_at=study.crossref_checked_at.isoformat() if study.crossref_checked_at else None,
+        created_at=study.created_at.isoformat(),
+        updated_at=study.updated_at.isoformat(),
+    )
+    return row
+
+
+# --- the honest picture: counts per claim and mechanism ------------------------------------------------
+
+
+def claim_evidence(session: Session, mechanism: str | None = None) -> list[dict[str, Any]]:
+    """Per claim: how many studies support / contradict / are mixed / show no effect, split by human vs
+    animal (and other), and by OCEBM level."""
+    stmt = (
+        select(Mechanism.name, Claim.name, Claim.label, StudyClaim.stance, Study.population, Study.level,
+               func.count())
+        .select_from(Claim)
+        .join(Mechanism, Mechanism.id == Claim.mechanism_id)
+        .outerjoin(StudyClaim, StudyClaim.claim_id == Claim.id)
+        .outerjoin(Study, Study.id == StudyClaim.study_id)
+        .group_by(Mechanism.name, Claim.name, Claim.label, StudyClaim.stance, Study.population, Study.level)
+    )
+    if mechanism:
+        stmt = stmt.where(Mechanism.name == check_mechanism(mechanism))
+    claims: dict[str, dict[str, Any]] = {}
+    for spec in vocab.CLAIMS:
+        if mechanism and spec.mechanism != mechanism.strip().lower():
+            continue
+        claims[spec.name] = {
+            "claim": spec.name, "mechanism": spec.mechanism, "label": spec.label, "studies": 0,
+            **{s: 0 for s in vocab.STANCES},
+            "human": _stance_counts(), "animal": _stance_counts(), "other": _stance_counts(),
+            "by_level": {str(level): _stance_counts() for level in range(1, 6)},
+        }
+    for _mech, claim, _label, stance, population, level, count in session.execute(stmt):
+        if stance is None or claim not in claims:
+            continue
+        entry = claims[claim]
+        entry["studies"] += count
+        entry[stance] += count
+        entry[population if population in ("human", "animal") else "other"][stance] += count
+        if level is not None:
+            entry["by_level"][str(level)][stance] += count
+    return list(claims.values())
+
+
+def _stance_counts() -> dict[str, int]:
+    return {s: 0 for s in vocab.STANCES}
+
+
+def mechanism_evidence(session: Session) -> list[dict[str, Any]]:
+    """Per mechanism: its description, number of studies bearing on it, and stance counts."""
+    rows = {m.name: {"mechanism": m.name, "label": m.label, "description": m.description, "studies": 0,
+                     **_stance_counts(), "human": 0, "animal": 0}
+            for m in vocab.MECHANISMS}
+    stmt = (
+        select(Mechanism.name, StudyClaim.study_id, StudyClaim.stance, Study.population)
+        .join(Claim, Claim.mechanism_id == Mechanism.id)
+        .join(StudyClaim, StudyClaim.claim_id == Claim.id)
+        .join(Study, Study.id == StudyClaim.study_id)
+    )
+    stances_seen: dict[tuple[str, int], set[str]] = defaultdict(set)
+    populations: dict[int, str | None] = {}
+    for mech, study_id, stance, population in session.execute(stmt):
+        stances_seen[(mech, study_id)].add(stance)
+        populations[study_id] = population
+    for (mech, study_id), seen in stances_seen.items():
+        # A study counts once per mechanism; with claim links pointing different ways it counts as mixed.
+        overall = next(iter(seen)) if len(seen) == 1 else "mixed"
+        row = rows[mech]
+        row["studies"] += 1
+        row[overall] += 1
+        population = populations[study_id]
+        if population in ("human", "animal"):
+            row[population] += 1
+    return list(rows.values())
+
+
+def all_study_ids(session: Session) -> list[int]:
+    return list(session.scalars(select(Study.id).order_by(Study.id)))
+
+
+def summary_frame(session: Session, by: str = "design") -> Any:
+    """A pandas pivot: mechanism × design (or level, or population) with stance counts in the cells."""
+    import pandas as pd
+
+    columns = {"design": Study.design, "level": Study.level, "population": Study.population}
+    if by not in columns:
+        raise InvalidValue(f"unknown summary axis {by!r}; valid: {', '.join(columns)}")
+    stmt = (
+        select(Mechanism.name.label("mechanism"), columns[by].label(by), StudyClaim.stance.label("stance"),
+               StudyClaim.study_id)
+        .join(Claim, Claim.mechanism_id == Mechanism.id)
+        .join(StudyClaim, StudyClaim.claim_id == Claim.id)
+        .join(Study, Study.id == StudyClaim.study_id)
+    )
+    frame = pd.DataFrame(session.execute(stmt).all(), columns=["mechanism", by, "stance", "study_id"])
+    if frame.empty:
+        return frame
+    frame[by] = frame[by].map(lambda v: "unknown" if v is None or v != v else str(v))
+    frame = frame.drop_duplicates(["mechanism", by, "stance", "study_id"])
+    pivot = frame.pivot_table(index=["mechanism", by], columns="stance", values="study_id",
+                              aggfunc="count", fill_value=0)
+    for stance in vocab.STANCES:
+        if stance not in pivot.columns:
+            pivot[stance] = 0
+    pivot = pivot[list(vocab.STANCES)]
+    pivot["total"] = pivot.sum(axis=1)
+    pivot.columns.name = None
+    return pivot.reset_index()
+

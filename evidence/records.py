@@ -1,0 +1,419 @@
+"""Write-side services: add, edit, remove, tag, link claims, notes. They take a Session and never commit.
+
+Values are validated here (not only in the CLI) so that a notebook user gets the same one-line errors.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from evidence import ids, vocab
+from evidence.errors import DuplicateRecord, InvalidValue, RecordNotFound, UnknownName
+from evidence.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
+
+# Bibliographic and clinical fields a user may set directly, with their kind.
+TEXT_FIELDS = (
+    "title", "journal", "issn", "publisher", "volume", "issue", "pages", "article_number",
+    "publication_type", "abstract", "url", "language", "population_detail", "condition", "body_region",
+    "verification_note",
+)
+INT_FIELDS = ("year", "sample_size", "pedro", "level")
+ID_FIELDS = ("doi", "pmid", "pmcid")
+VOCAB_FIELDS = ("design", "population")
+VERIFICATION_FIELDS = (
+    "doi_verification", "pmid_verification", "authors_verification", "bibliographic_verification",
+    "design_verification",
+)
+EDITABLE_FIELDS = (
+    *TEXT_FIELDS, *INT_FIELDS, *ID_FIELDS, *VOCAB_FIELDS, *VERIFICATION_FIELDS, "citekey", "notes",
+)
+_STOPWORDS = frozenset(
+    "a an the of on in for and or to with by at from as is are was were its into via vs versus".split()
+)
+MIN_YEAR = 1800
+
+
+@dataclass(frozen=True)
+class AuthorName:
+    family: str | None = None
+    given: str | None = None
+    orcid: str | None = None
+    name: str | None = None  # an organisation, kept as one literal name
+
+    @classmethod
+    def parse(cls, value: str | Mapping[str, Any]) -> AuthorName:
+        """From ``{"family", "given", "orcid"}`` / ``{"name"}`` or a ``"Family, Given"`` string."""
+        if isinstance(value, Mapping):
+            family = _clean(value.get("family"))
+            name = _clean(value.get("name") or value.get("literal"))
+            if not family and not name:
+                raise InvalidValue(f"an author needs a family name or an organisation name: {dict(value)!r}")
+            return cls(family or None, _clean(value.get("given")) or None, _clean(value.get("orcid")) or None,
+                       None if family else name)
+        text = value.strip()
+        if not text:
+            raise InvalidValue("an author name is empty")
+        if "," in text:
+            family, given = (part.strip() for part in text.split(",", 1))
+            return cls(family=family, given=given or None)
+        return cls(name=text)
+
+    def display(self) -> str:
+        if self.name:
+            return self.name
+        return f"{self.family}, {self.given}" if self.given else str(self.family)
+
+
+def _clean(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+# --- validation ----------------------------------------------------------------------------------------
+
+
+def check_name(kind: str, value: str, valid: tuple[str, ...]) -> str:
+    name = value.strip().lower()
+    if name not in valid:
+        raise UnknownName(kind, value, valid)
+    return name
+
+
+def check_claim(value: str) -> str:
+    return check_name("claim", value, tuple(c.name for c in vocab.CLAIMS))
+
+
+def check_mechanism(value: str) -> str:
+    return check_name("mechanism", value, tuple(m.name for m in vocab.MECHANISMS))
+
+
+def check_stance(value: str) -> str:
+    return check_name("stance", value, vocab.STANCES)
+
+
+def check_design(value: str) -> str:
+    return check_name("design", value, vocab.DESIGNS)
+
+
+def check_year(value: Any) -> int:
+    latest = utcnow().year + 1
+    try:
+        year = int(str(value).strip())
+    except ValueError:
+        raise InvalidValue(f"year must be a whole number, not {value!r}") from None
+    if not MIN_YEAR <= year <= latest:
+        raise InvalidValue(f"year {year} is out of range ({MIN_YEAR}-{latest})")
+    return year
+
+
+def check_pedro(value: Any) -> int:
+    try:
+        score = int(str(value).strip())
+    except ValueError:
+        raise InvalidValue(f"PEDro score must be a whole number from 0 to 10, not {value!r}") from None
+    if not 0 <= score <= 10:
+        raise InvalidValue(f"PEDro score must be from 0 to 10, not {score}")
+    return score
+
+
+def _check_int(field: str, value: Any, low: int, high: int) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise InvalidValue(f"{field} must be a whole number, not {value!r}") from None
+    if not low <= number <= high:
+        raise InvalidValue(f"{field} must be from {low} to {high}, not {number}")
+    return number
+
+
+def normalize_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate and normalise the scalar fields of a study; unknown keys are an error."""
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key not in EDITABLE_FIELDS:
+            raise InvalidValue(f"unknown field {key!r}; editable fields: {', '.join(EDITABLE_FIELDS)}")
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if key == "title":
+                raise InvalidValue("a study needs a title")
+            out[key] = None
+            continue
+        if key == "doi":
+            out[key] = ids.normalize_doi(str(value))
+        elif key == "pmid":
+            out[key] = ids.normalize_pmid(value)
+        elif key == "pmcid":
+            out[key] = ids.normalize_pmcid(str(value))
+        elif key == "year":
+            out[key] = check_year(value)
+        elif key == "pedro":
+            out[key] = check_pedro(value)
+        elif key == "level":
+            out[key] = _check_int("OCEBM level", value, 1, 5)
+        elif key == "sample_size":
+            out[key] = _check_int("sample size", value, 1, 10_000_000)
+        elif key == "design":
+            out[key] = check_design(str(value))
+        elif key == "population":
+            out[key] = check_name("population", str(value), vocab.POPULATIONS)
+        elif key in VERIFICATION_FIELDS:
+            out[key] = check_name("verification status", str(value), vocab.VERIFICATION)
+        elif key == "citekey":
+            out[key] = check_citekey(str(value))
+        else:
+            out[key] = str(value).strip()
+    return out
+
+
+def check_citekey(value: str) -> str:
+    key = value.strip()
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_:.\-]*", key):
+        raise InvalidValue(f"citekey {value!r} must start with a letter and use only letters, digits, _ : . -")
+    return key
+
+
+# --- citekeys --------------------------------------------------------------------------------------------
+
+
+def ascii_fold(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+
+
+def citekey_base(family: str | None, year: int | None, title: str | None) -> str:
+    """``loghmani2009instrument``: first author's family name, year, first significant title word."""
+    name = re.sub(r"[^a-z]", "", ascii_fold(family or "").lower()) or "anon"
+    words = [re.sub(r"[^a-z0-9]", "", ascii_fold(w).lower()) for w in (title or "").split()]
+    word = next((w for w in words if w and w not in _STOPWORDS), "")
+    return f"{name}{year or 'nd'}{word}"
+
+
+def unique_citekey(session: Session, base: str, taken: set[str] | None = None) -> str:
+    """``base``, or ``base`` + a, b, ... z, aa, ... when the library (or ``taken``) already has it."""
+    existing = set(session.scalars(select(Study.citekey).where(Study.citekey.like(f"{base}%"))))
+    if taken:
+        existing |= {k for k in taken if k.startswith(base)}
+    if base not in existing:
+        return base
+    n = 0
+    while True:
+        n += 1
+        suffix, k = "", n
+        while k:
+            k, r = divmod(k - 1, 26)
+            suffix = chr(ord("a") + r) + suffix
+        if base + suffix not in existing:
+            return base + suffix
+
+
+# --- finding studies ---------------------------------------------------------------------------------------
+
+
+def resolve_ref(session: Session, ref: str) -> Study:
+    """A study by id, citekey, DOI or PMID (``id:``, ``pmid:``, ``doi:`` prefixes force the kind)."""
+    text = ref.strip()
+    lowered = text.lower()
+    study: Study | None = None
+    if lowered.startswith("id:"):
+        study = session.get(Study, int(text[3:])) if text[3:].strip().isdigit() else None
+    elif lowered.startswith("pmid:"):
+        study = session.scalar(select(Study).where(Study.pmid == ids.normalize_pmid(text[5:])))
+    elif ids.is_doi(text):
+        study = session.scalar(select(Study).where(Study.doi == ids.normalize_doi(text)))
+    elif text.isdigit():
+        # A small number is an id; a PubMed id is 1-9 digits too, so fall back to PMID.
+        study = session.get(Study, int(text)) or session.scalar(
+            select(Study).where(Study.pmid == str(int(text)))
+        )
+    else:
+        study = session.scalar(select(Study).where(Study.citekey == text)) or session.scalar(
+            select(Study).where(func.lower(Study.citekey) == lowered)
+        )
+    if study is None:
+        raise RecordNotFound(ref)
+    return study
+
+
+def find_duplicate(session: Session, doi: str | None, pmid: str | None, citekey: str | None,
+                   exclude_id: int | None = None) -> None:
+    """Raise DuplicateRecord if another study has this DOI, PMID or citekey."""
+    for field, column, value in (("DOI", Study.doi, doi), ("PMID", Study.pmid, pmid),
+                                 ("citekey", Study.citekey, citekey)):
+        if value is None:
+            continue
+        stmt = select(Study.id, Study.citekey).where(column == value)
+        if exclude_id is not None:
+            stmt = stmt.where(Study.id != exclude_id)
+        row = session.execute(stmt).first()
+        if row is not None:
+            raise DuplicateRecord(field, value, row.id, row.citekey)
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+
+
+def _claim_ids(session: Session) -> dict[str, int]:
+    return {name: id_ for id_, name in session.execute(select(Claim.id, Claim.name))}
+
+
+def add_study(
+    session: Session,
+    fields: Mapping[str, Any],
+    *,
+    authors: Iterable[str | Mapping[str, Any]] = (),
+    tags: Iterable[str] = (),
+    claims: Iterable[Mapping[str, Any]] = (),
+    source: str = "manual",
+    extra: Mapping[str, Any] | None = None,
+) -> Study:
+    """Validate and add one study; ``DuplicateRecord`` if its DOI, PMID or citekey is taken.
+
+    ``extra`` sets columns outside the user-editable set (seed_key, status, updates, citations...).
+    """
+    if source not in vocab.SOURCES:
+        raise UnknownName("source", source, vocab.SOURCES)
+    values = normalize_fields(fields)
+    if not values.get("title"):
+        raise InvalidValue("a study needs a title")
+    author_names = [AuthorName.parse(a) for a in authors]
+    if values.get("citekey") is None:
+        first = author_names[0] if author_names else None
+        base = citekey_base(first.family or first.name if first else None, values.get("year"), values["title"])
+        values["citekey"] = unique_citekey(session, base)
+    find_duplicate(session, values.get("doi"), values.get("pmid"), values["citekey"])
+
+    level_given = values.get("level") is not None
+    if not level_given and values.get("design"):
+        values["level"] = vocab.level_for_design(values["design"])
+    study = Study(**values, level_overridden=level_given, source=source,
+                  field_sources={k: source for k, v in values.items() if v is not None})
+    for key, value in (extra or {}).items():
+        setattr(study, key, value)
+    study.authors = [
+        Author(position=i, family=a.family, given=a.given, orcid=a.orcid, name=a.name)
+        for i, a in enumerate(author_names)
+    ]
+    if author_names:
+        study.field_sources["authors"] = source
+    session.add(study)
+    session.flush()
+    for tag in tags:
+        add_tag(session, study, tag)
+    for link in claims:
+        link_claim(session, study, str(link["claim"]), str(link["stance"]), link.get("finding"))
+    return study
+
+
+def edit_study(session: Session, study: Study, changes: Mapping[str, Any], *, source: str = "manual",
+               authors: Iterable[str | Mapping[str, Any]] | None = None) -> list[str]:
+    """Apply field changes; returns the names of the fields that changed. Recomputes the level."""
+    values = normalize_fields(changes)
+    find_duplicate(session, values.get("doi"), values.get("pmid"), values.get("citekey"), exclude_id=study.id)
+    changed: list[str] = []
+    sources = dict(study.field_sources or {})
+    for key, value in values.items():
+        if getattr(study, key) != value:
+            setattr(study, key, value)
+            sources[key] = source
+            changed.append(key)
+    if "level" in values:
+        study.level_overridden = values["level"] is not None
+    if not study.level_overridden:
+        level = vocab.level_for_design(study.design) if study.design else None
+        if level != study.level:
+            study.level = level
+            if "level" not in changed:
+                changed.append("level")
+    if authors is not None:
+        new = [AuthorName.parse(a) for a in authors]
+        old = [AuthorName(a.family, a.given, a.orcid, a.name) for a in study.authors]
+        if new != old:
+            study.authors.clear()
+            session.flush()
+            study.authors.extend(
+                Author(position=i, family=a.family, given=a.given, orcid=a.orcid, name=a.name)
+                for i, a in enumerate(new)
+            )
+            sources["authors"] = source
+            changed.append("authors")
+    if changed:
+        study.field_sources = sources
+        study.updated_at = utcnow()
+    session.flush()
+    return changed
+
+
+def remove_study(session: Session, study: Study) -> None:
+    session.delete(study)
+    session.flush()
+
+
+def normalize_tag(tag: str) -> str:
+    cleaned = re.sub(r"\s+", "-", tag.strip().lower())
+    if not cleaned or len(cleaned) > 64:
+        raise InvalidValue(f"a tag must be 1-64 characters, not {tag!r}")
+    return cleaned
+
+
+def add_tag(session: Session, study: Study, tag: str) -> bool:
+    """Tag a study; False if it already had the tag."""
+    name = normalize_tag(tag)
+    if any(t.tag == name for t in study.tags):
+        return False
+    study.tags.append(StudyTag(tag=name))
+    session.flush()
+    return True
+
+
+def remove_tag(session: Session, study: Study, tag: str) -> bool:
+    name = normalize_tag(tag)
+    for existing in list(study.tags):
+        if existing.tag == name:
+            study.tags.remove(existing)
+            session.flush()
+            return True
+    return False
+
+
+def link_claim(session: Session, study: Study, claim: str, stance: str, finding: str | None = None) -> StudyClaim:
+    """Link a study to a claim with a stance (replacing an earlier link to the same claim)."""
+    claim_name = check_claim(claim)
+    stance_name = check_stance(stance)
+    claim_id = _claim_ids(session)[claim_name]
+    finding = finding.strip() if finding and finding.strip() else None
+    for link in study.claim_links:
+        if link.claim_id == claim_id:
+            link.stance = stance_name
+            if finding is not None:
+                link.finding = finding
+            session.flush()
+            return link
+    link = StudyClaim(claim_id=claim_id, stance=stance_name, finding=finding)
+    study.claim_links.append(link)
+    session.flush()
+    return link
+
+
+def unlink_claim(session: Session, study: Study, claim: str) -> bool:
+    claim_id = _claim_ids(session)[check_claim(claim)]
+    for link in list(study.claim_links):
+        if link.claim_id == claim_id:
+            study.claim_links.remove(link)
+            session.flush()
+            return True
+    return False
+
+
+def add_note(session: Session, study: Study, text: str, *, replace: bool = False) -> None:
+    """Append a paragraph to the study's notes (or replace them)."""
+    note = text.strip()
+    if not note and not replace:
+        raise InvalidValue("a note is empty")
+    study.notes = (note or None) if replace or not study.notes else f"{study.notes}\n\n{note}"
+    study.field_sources = {**(study.field_sources or {}), "notes": "manual"}
+    study.updated_at = utcnow()
+    session.flush()

@@ -1,0 +1,156 @@
+"""Turning rows into text: table (rich), CSV, JSON (one streamed array) and NDJSON; writing files whole.
+
+Used by the CLI; no click here. Nested values (authors, claims) are flattened for tables and CSV and kept
+as structures in JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from evidence.errors import InvalidValue
+
+FORMATS = ("table", "csv", "json", "ndjson")
+
+# What a find/show table shows by default (a wide terminal gets the title in full).
+STUDY_TABLE_COLUMNS = ("id", "citekey", "year", "design", "level", "population", "pedro", "claims", "title")
+
+
+def author_display(author: dict[str, Any]) -> str:
+    if author.get("name"):
+        return str(author["name"])
+    given = author.get("given")
+    return f"{author.get('family')}, {given}" if given else str(author.get("family"))
+
+
+def flat_value(key: str, value: Any) -> str:
+    """A cell for tables and CSV."""
+    if value is None:
+        return ""
+    if key == "authors" and isinstance(value, list):
+        return "; ".join(author_display(a) for a in value)
+    if key == "claims" and isinstance(value, list):
+        return "; ".join(f"{c['claim']}:{c['stance']}" for c in value)
+    if key == "updates" and isinstance(value, list):
+        return "; ".join(f"{u.get('type')} {u.get('doi') or ''} {u.get('date') or ''}".strip() for u in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return "; ".join(flat_value(key, v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def select_columns(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None) -> list[str]:
+    if not rows:
+        return list(columns or [])
+    available = list(rows[0])
+    if not columns:
+        return available
+    unknown = [c for c in columns if c not in available]
+    if unknown:
+        raise InvalidValue(f"unknown column {unknown[0]!r}; available: {', '.join(available)}")
+    return list(columns)
+
+
+@contextmanager
+def open_output(path: str | None, *, binary: bool = False) -> Iterator[IO[Any]]:
+    """stdout for None or '-', else a temporary file beside ``path`` renamed into place on success, so a
+    failure never leaves a half-written file."""
+    if path in (None, "-"):
+        yield sys.stdout.buffer if binary else sys.stdout
+        return
+    target = Path(path)
+    if target.parent and not target.parent.exists():
+        raise InvalidValue(f"cannot write {path}: folder {target.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    try:
+        mode = "wb" if binary else "w"
+        with os.fdopen(fd, mode, **({} if binary else {"encoding": "utf-8", "newline": ""})) as fh:
+            yield fh
+        Path(tmp).replace(target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_rows(rows: Iterable[dict[str, Any]], fmt: str, out: IO[str], *, columns: Sequence[str] | None = None,
+               table_columns: Sequence[str] | None = None, title: str | None = None) -> int:
+    """Write rows in ``fmt``; returns how many were written."""
+    if fmt not in FORMATS:
+        raise InvalidValue(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if fmt == "json":
+        return _write_json(rows, out, columns)
+    if fmt == "ndjson":
+        count = 0
+        for row in rows:
+            out.write(json.dumps(_pick(row, columns), ensure_ascii=False) + "\n")
+            count += 1
+        return count
+    materialised = list(rows)
+    if fmt == "csv":
+        names = select_columns(materialised, columns)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(names)
+        for row in materialised:
+            writer.writerow([flat_value(n, row.get(n)) for n in names])
+        return len(materialised)
+    names = select_columns(materialised, columns or [c for c in (table_columns or ()) if not materialised
+                                                      or c in materialised[0]] or None)
+    write_table(materialised, names, out, title=title)
+    return len(materialised)
+
+
+def _pick(row: dict[str, Any], columns: Sequence[str] | None) -> dict[str, Any]:
+    if not columns:
+        return row
+    missing = [c for c in columns if c not in row]
+    if missing:
+        raise InvalidValue(f"unknown column {missing[0]!r}; available: {', '.join(row)}")
+    return {c: row[c] for c in columns}
+
+
+def _write_json(rows: Iterable[dict[str, Any]], out: IO[str], columns: Sequence[str] | None) -> int:
+    # Streamed: one element at a time, so a large export never holds the whole document in memory.
+    count = 0
+    out.write("[")
+    for row in rows:
+        out.write(",\n  " if count else "\n  ")
+        out.write(json.dumps(_pick(row, columns), ensure_ascii=False))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def write_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: IO[str],
+                title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for name in columns:
+        table.add_column(name, overflow="fold", no_wrap=name in ("id", "year", "level", "pedro"))
+    for row in rows:
+        cells = []
+        for name in columns:
+            cell = flat_value(name, row.get(name))
+            if name == "title" and row.get("status") not in (None, "ok"):
+                cell = f"[{str(row['status']).upper()}] {cell}"
+            cells.append(cell)
+        table.add_row(*cells)
+    terminal = hasattr(out, "isatty") and out.isatty()
+    console = Console(file=out, width=None if terminal else 200, highlight=False, markup=False,
+                      emoji=False, soft_wrap=False)
+    if not rows:
+        console.print("no studies match")
+        return
+    console.print(table)

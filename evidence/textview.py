@@ -1,0 +1,95 @@
+"""Plain-text rendering of one study for `evidence show` (a reading view, not a data format)."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from evidence import vocab
+from evidence.render import author_display
+
+_VERIFICATION_WORDS = {
+    "verified": "verified",
+    "citing-reference": "seen only in a citing paper's reference list",
+    "unverified": "NOT verified",
+    "not-found": "searched, not found",
+}
+
+
+def study_text(study: dict[str, Any], width: int = 100) -> str:
+    lines: list[str] = []
+    status = study.get("status") or "ok"
+    if status != "ok":
+        lines.append(f"*** {status.upper()} ***  " + "; ".join(
+            f"{u.get('type')}: {u.get('doi') or ''} {u.get('date') or ''} ({u.get('source') or '?'})".strip()
+            for u in study.get("updates") or []))
+    lines.append(f"{study['citekey']}  (id {study['id']})")
+    lines.extend(textwrap.wrap(study["title"], width))
+    authors = study.get("authors") or []
+    if authors:
+        lines.append("Authors:    " + "; ".join(author_display(a) for a in authors))
+    citation = ", ".join(
+        str(part) for part in (
+            study.get("journal"), study.get("year"),
+            f"{study['volume']}({study['issue']})" if study.get("volume") and study.get("issue")
+            else study.get("volume"),
+            study.get("pages") or study.get("article_number"),
+        ) if part
+    )
+    if citation:
+        lines.append("Published:  " + citation)
+    verification = study.get("verification") or {}
+
+    def ident(label: str, key: str) -> None:
+        value = study.get(key)
+        state = verification.get(key)
+        note = f"  [{_VERIFICATION_WORDS.get(state, state)}]" if state else ""
+        lines.append(f"{label:<12}{value or '-'}{note}")
+
+    ident("DOI:", "doi")
+    ident("PMID:", "pmid")
+    if study.get("pmcid"):
+        lines.append(f"{'PMCID:':<12}{study['pmcid']}")
+    design = study.get("design")
+    level = study.get("level")
+    design_text = vocab.DESIGN_LABELS.get(design, design) if design else "-"
+    level_text = f"OCEBM level {level}" + (" (set by hand)" if study.get("level_overridden") else "") \
+        if level else "no level"
+    lines.append(f"{'Design:':<12}{design_text}; {level_text}"
+                 + (f"  [design {_VERIFICATION_WORDS.get(verification.get('design'), '')}]"
+                    if verification.get("design") not in (None, "verified") else ""))
+    population = " ".join(str(p) for p in (study.get("population"), study.get("population_detail") and
+                                            f"({study['population_detail']})") if p)
+    if population:
+        lines.append(f"{'Population:':<12}{population}")
+    for label, key in (("Condition:", "condition"), ("Region:", "body_region"), ("Sample:", "sample_size"),
+                       ("PEDro:", "pedro"), ("Citations:", "citations"), ("Journal ISSN:", "issn"),
+                       ("Publisher:", "publisher"), ("URL:", "url")):
+        if study.get(key) is not None:
+            lines.append(f"{label:<12}{study[key]}")
+    if verification.get("authors") not in (None, "verified"):
+        lines.append(f"{'Authors:':<12}[{_VERIFICATION_WORDS.get(verification['authors'])}]")
+    if study.get("tags"):
+        lines.append(f"{'Tags:':<12}{', '.join(study['tags'])}")
+    if study.get("cited_by_practice_article"):
+        lines.append(f"{'':<12}cited by the IASTM practice article")
+    claims = study.get("claims") or []
+    lines.append("Claims:" if claims else "Claims:     none linked")
+    for c in claims:
+        lines.append(f"  {c['stance'].upper():<12}{c['claim']} ({c['mechanism']})")
+        if c.get("finding"):
+            lines.extend(textwrap.wrap(c["finding"], width, initial_indent=" " * 14, subsequent_indent=" " * 14))
+    if study.get("abstract"):
+        lines.append("Abstract:")
+        lines.extend(textwrap.wrap(study["abstract"], width, initial_indent="  ", subsequent_indent="  "))
+    if study.get("notes"):
+        lines.append("Notes:")
+        for para in str(study["notes"]).split("\n\n"):
+            lines.extend(textwrap.wrap(para, width, initial_indent="  ", subsequent_indent="  "))
+    if verification.get("note"):
+        lines.append("Verification:")
+        lines.extend(textwrap.wrap(verification["note"], width, initial_indent="  ", subsequent_indent="  "))
+    if study.get("source"):
+        lines.append(f"{'Source:':<12}{study['source']}"
+                     + (f" ({study['seed_key']})" if study.get("seed_key") else ""))
+    return "\n".join(lines)
