@@ -7,7 +7,6 @@ and renders. Heavy modules (SQLAlchemy, pandas, habanero, citeproc) are imported
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -22,7 +21,8 @@ if TYPE_CHECKING:
     from evidence.config import Settings
     from evidence.db import Database
 
-__version__ = "0.1.0"
+from evidence import __version__
+
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -72,7 +72,7 @@ class AppState:
 pass_state = click.make_pass_decorator(AppState)
 
 
-class Ref(click.ParamType):
+class Ref(click.ParamType):  # type: ignore[type-arg]
     """A study reference: id, citekey, DOI or PMID. A DOI-looking value is validated here."""
 
     name = "REF"
@@ -91,7 +91,7 @@ class Ref(click.ParamType):
         return text
 
 
-class Doi(click.ParamType):
+class Doi(click.ParamType):  # type: ignore[type-arg]
     name = "DOI"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
@@ -103,7 +103,7 @@ class Doi(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class Pmid(click.ParamType):
+class Pmid(click.ParamType):  # type: ignore[type-arg]
     name = "PMID"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
@@ -121,23 +121,52 @@ STUDY_TABLE = ("id", "citekey", "year", "design", "level", "population", "pedro"
 
 def output_options(func: F) -> F:
     """--format/--columns/-o shared by every listing command."""
-    func = click.option("-o", "--output", "output", metavar="FILE", default=None,
-                        help="Write to FILE instead of stdout ('-' = stdout).")(func)
-    func = click.option("--columns", metavar="A,B,...", default=None,
-                        help="Comma-separated columns to show (JSON field names).")(func)
-    func = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "ndjson"]),
-                        default="table", show_default=True, help="Output format.")(func)
+    func = click.option(
+        "-o",
+        "--output",
+        "output",
+        metavar="FILE",
+        default=None,
+        help="Write to FILE instead of stdout ('-' = stdout).",
+    )(func)
+    func = click.option(
+        "--columns",
+        metavar="A,B,...",
+        default=None,
+        help="Comma-separated columns to show (JSON field names).",
+    )(func)
+    func = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "csv", "json", "ndjson"]),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )(func)
     return func
 
 
-def emit_rows(rows: Iterable[dict[str, Any]], fmt: str, output: str | None, columns: str | None,
-              *, table_columns: Iterable[str] | None = None, title: str | None = None) -> int:
+def emit_rows(
+    rows: Iterable[dict[str, Any]],
+    fmt: str,
+    output: str | None,
+    columns: str | None,
+    *,
+    table_columns: Iterable[str] | None = None,
+    title: str | None = None,
+) -> int:
     from evidence.render import open_output, write_rows
 
     names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     with open_output(output) as out:
-        count = write_rows(rows, fmt, out, columns=names,
-                           table_columns=list(table_columns) if table_columns else None, title=title)
+        count = write_rows(
+            rows,
+            fmt,
+            out,
+            columns=names,
+            table_columns=list(table_columns) if table_columns else None,
+            title=title,
+        )
     if output not in (None, "-"):
         click.echo(f"wrote {count} rows to {output}", err=True)
     return count
@@ -152,9 +181,14 @@ def choice(names: Iterable[str]) -> click.Choice[str]:
 
 @click.group(cls=EvidenceGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="evidence")
-@click.option("--db", metavar="PATH|URL", envvar="EVIDENCE_DB", default=None,
-              help="Library database (a SQLite path or SQLAlchemy URL). Default: SQLite in the user-data "
-                   "folder (or $EVIDENCE_HOME).")
+@click.option(
+    "--db",
+    metavar="PATH|URL",
+    envvar="EVIDENCE_DB",
+    default=None,
+    help="Library database (a SQLite path or SQLAlchemy URL). Default: SQLite in the user-data "
+    "folder (or $EVIDENCE_HOME).",
+)
 @click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for SQL).")
 @click.option("--debug", is_flag=True, hidden=True, help="Show tracebacks.")
 @click.pass_context
@@ -187,23 +221,53 @@ def cli(ctx: click.Context, db: str | None, verbose: int, debug: bool) -> None:
 def find_filter_options(func: F) -> F:
     """The filters of `find`, shared with `export` and `cite`."""
     options = [
-        click.option("--mechanism", "mechanisms", multiple=True, type=choice(MECHANISM_NAMES),
-                     help="Bears on this mechanism (repeat for any of several)."),
-        click.option("--claim", "claims", multiple=True, type=choice(CLAIM_NAMES),
-                     help="Bears on this claim (repeat for any of several)."),
-        click.option("--stance", "stances", multiple=True, type=choice(vocab.STANCES),
-                     help="Points this way on the chosen claim/mechanism (repeatable)."),
-        click.option("--design", "designs", multiple=True, type=choice(vocab.DESIGNS),
-                     help="Study design (repeatable)."),
-        click.option("--max-level", type=click.IntRange(1, 5), default=None,
-                     help="OCEBM 2011 level this strong or stronger (1 = systematic review)."),
+        click.option(
+            "--mechanism",
+            "mechanisms",
+            multiple=True,
+            type=choice(MECHANISM_NAMES),
+            help="Bears on this mechanism (repeat for any of several).",
+        ),
+        click.option(
+            "--claim",
+            "claims",
+            multiple=True,
+            type=choice(CLAIM_NAMES),
+            help="Bears on this claim (repeat for any of several).",
+        ),
+        click.option(
+            "--stance",
+            "stances",
+            multiple=True,
+            type=choice(vocab.STANCES),
+            help="Points this way on the chosen claim/mechanism (repeatable).",
+        ),
+        click.option(
+            "--design",
+            "designs",
+            multiple=True,
+            type=choice(vocab.DESIGNS),
+            help="Study design (repeatable).",
+        ),
+        click.option(
+            "--max-level",
+            type=click.IntRange(1, 5),
+            default=None,
+            help="OCEBM 2011 level this strong or stronger (1 = systematic review).",
+        ),
         click.option("--population", type=choice(vocab.POPULATIONS), default=None, help="human or animal."),
         click.option("--condition", default=None, help="Condition or body region contains this text."),
-        click.option("--year-from", type=click.IntRange(1800, 2200), default=None, help="Published in or after."),
-        click.option("--year-to", type=click.IntRange(1800, 2200), default=None, help="Published in or before."),
+        click.option(
+            "--year-from", type=click.IntRange(1800, 2200), default=None, help="Published in or after."
+        ),
+        click.option(
+            "--year-to", type=click.IntRange(1800, 2200), default=None, help="Published in or before."
+        ),
         click.option("--tag", "tags", multiple=True, help="Has this tag (repeat: all of them)."),
         click.option("--min-pedro", type=click.IntRange(0, 10), default=None, help="PEDro score at least."),
-        click.option("--text", default=None, help='Full-text search in title, abstract and notes ("phrase").'),
+        click.option(
+            "--text", default=None, help='Full-text search in title, abstract and notes ("phrase").'
+        ),
         click.option("--exclude-retracted", is_flag=True, help="Hide retracted studies."),
     ]
     for option in reversed(options):
@@ -233,13 +297,25 @@ def make_filters(params: dict[str, Any]) -> Any:
 
 @cli.command()
 @find_filter_options
-@click.option("--sort", type=click.Choice(["level", "year", "pedro", "title", "relevance"]), default=None,
-              help="Order: level (strongest first, default), year (newest), pedro, title, relevance (--text).")
+@click.option(
+    "--sort",
+    type=click.Choice(["level", "year", "pedro", "title", "relevance"]),
+    default=None,
+    help="Order: level (strongest first, default), year (newest), pedro, title, relevance (--text).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many studies.")
 @output_options
 @pass_state
-def find(state: AppState, sort: str | None, limit: int | None, fmt: str, columns: str | None,
-         output: str | None, **params: Any) -> None:
+def find(
+    state: AppState,
+    /,
+    sort: str | None,
+    limit: int | None,
+    fmt: str,
+    columns: str | None,
+    output: str | None,
+    **params: Any,
+) -> None:
     """Find studies by mechanism, claim, stance, design, level and more.
 
     Filters combine with AND; a repeated option means any of its values. --stance applies to the
@@ -295,8 +371,13 @@ def study_field_options(func: F) -> F:
     """Fields a user may set by hand (shared by `add` and `edit`)."""
     options = [
         click.option("--title", default=None, help="Title."),
-        click.option("--author", "authors", multiple=True, metavar='"FAMILY, GIVEN"',
-                     help="Author in order (repeat); an organisation without a comma."),
+        click.option(
+            "--author",
+            "authors",
+            multiple=True,
+            metavar='"FAMILY, GIVEN"',
+            help="Author in order (repeat); an organisation without a comma.",
+        ),
         click.option("--journal", default=None),
         click.option("--year", default=None, metavar="YYYY"),
         click.option("--volume", default=None),
@@ -307,7 +388,9 @@ def study_field_options(func: F) -> F:
         click.option("--pmcid", default=None),
         click.option("--citekey", default=None, help="Citation key (default: family + year + title word)."),
         click.option("--design", type=choice(vocab.DESIGNS), default=None, help="Study design."),
-        click.option("--level", default=None, metavar="1-5", help="Override the OCEBM level implied by design."),
+        click.option(
+            "--level", default=None, metavar="1-5", help="Override the OCEBM level implied by design."
+        ),
         click.option("--population", type=choice(vocab.POPULATIONS), default=None),
         click.option("--condition", default=None),
         click.option("--body-region", default=None),
@@ -321,9 +404,27 @@ def study_field_options(func: F) -> F:
     return func
 
 
-FIELD_PARAMS = ("title", "journal", "year", "volume", "issue", "pages", "doi", "pmid", "pmcid", "citekey",
-                "design", "level", "population", "condition", "body_region", "sample_size", "pedro",
-                "abstract", "url")
+FIELD_PARAMS = (
+    "title",
+    "journal",
+    "year",
+    "volume",
+    "issue",
+    "pages",
+    "doi",
+    "pmid",
+    "pmcid",
+    "citekey",
+    "design",
+    "level",
+    "population",
+    "condition",
+    "body_region",
+    "sample_size",
+    "pedro",
+    "abstract",
+    "url",
+)
 
 
 def given_fields(params: dict[str, Any]) -> dict[str, Any]:
@@ -333,13 +434,24 @@ def given_fields(params: dict[str, Any]) -> dict[str, Any]:
 @cli.command()
 @study_field_options
 @click.option("--tag", "tags", multiple=True, help="Tag (repeat).")
-@click.option("--claim", "claims", multiple=True, type=choice(CLAIM_NAMES), help="Claim it bears on (repeat).")
+@click.option(
+    "--claim", "claims", multiple=True, type=choice(CLAIM_NAMES), help="Claim it bears on (repeat)."
+)
 @click.option("--stance", type=choice(vocab.STANCES), default=None, help="Stance on every --claim given.")
 @click.option("--finding", default=None, help="One-line finding for the --claim links.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @pass_state
-def add(state: AppState, authors: tuple[str, ...], tags: tuple[str, ...], claims: tuple[str, ...],
-        stance: str | None, finding: str | None, fmt: str, **params: Any) -> None:
+def add(
+    state: AppState,
+    /,
+    authors: tuple[str, ...],
+    tags: tuple[str, ...],
+    claims: tuple[str, ...],
+    stance: str | None,
+    finding: str | None,
+    fmt: str,
+    **params: Any,
+) -> None:
     """Add a study by hand (validated; a duplicate DOI, PMID or citekey is refused).
 
     \b
@@ -351,8 +463,15 @@ def add(state: AppState, authors: tuple[str, ...], tags: tuple[str, ...], claims
     from evidence.library import add_manual
 
     with state.database().transaction() as session:
-        study = add_manual(session, given_fields(params), authors=authors, tags=tags, claims=claims,
-                           stance=stance, finding=finding)
+        study = add_manual(
+            session,
+            given_fields(params),
+            authors=authors,
+            tags=tags,
+            claims=claims,
+            stance=stance,
+            finding=finding,
+        )
     render_study(study, fmt, verb="added")
 
 
@@ -372,8 +491,10 @@ def render_study(study: dict[str, Any], fmt: str, *, verb: str) -> None:
 @click.option("--clear", "clear", multiple=True, type=choice(FIELD_PARAMS), help="Empty this field (repeat).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @pass_state
-def edit(state: AppState, ref: str, authors: tuple[str, ...], clear: tuple[str, ...], fmt: str,
-         **params: Any) -> None:
+def edit(
+    state: AppState,
+    /, ref: str, authors: tuple[str, ...], clear: tuple[str, ...], fmt: str, **params: Any
+) -> None:
     """Change fields of a study. Edited fields are marked as yours and never overwritten by enrichment.
 
     \b
@@ -385,7 +506,7 @@ def edit(state: AppState, ref: str, authors: tuple[str, ...], clear: tuple[str, 
     from evidence.library import edit_ref
 
     changes = given_fields(params)
-    changes.update({name: None for name in clear})
+    changes.update(dict.fromkeys(clear))
     with state.database().transaction() as session:
         study, changed = edit_ref(session, ref, changes, authors=list(authors) or None)
     render_study(study, fmt, verb=f"changed {', '.join(changed) or 'nothing'} in")
@@ -529,9 +650,23 @@ def mechanisms(state: AppState, fmt: str, columns: str | None, output: str | Non
 
     with state.database().transaction() as session:
         rows = mechanism_evidence(session)
-    emit_rows(rows, fmt, output, columns,
-              table_columns=("mechanism", "studies", "supports", "contradicts", "mixed", "no-effect", "human",
-                             "animal", "description"))
+    emit_rows(
+        rows,
+        fmt,
+        output,
+        columns,
+        table_columns=(
+            "mechanism",
+            "studies",
+            "supports",
+            "contradicts",
+            "mixed",
+            "no-effect",
+            "human",
+            "animal",
+            "description",
+        ),
+    )
 
 
 @cli.command()
@@ -583,12 +718,17 @@ def claim_csv_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @cli.command()
-@click.option("--by", type=click.Choice(["design", "level", "population"]), default="design",
-              show_default=True, help="Second axis of the pivot.")
+@click.option(
+    "--by",
+    type=click.Choice(["design", "level", "population"]),
+    default="design",
+    show_default=True,
+    help="Second axis of the pivot.",
+)
 @output_options
 @pass_state
 def summary(state: AppState, by: str, fmt: str, columns: str | None, output: str | None) -> None:
-    """A pivot of the library: mechanism × design (or level, population), stance counts in each cell.
+    """A pivot of the library: mechanism by design (or level, population), stance counts in each cell.
 
     \b
     Examples:
@@ -648,7 +788,9 @@ def upgrade(state: AppState) -> None:
 
 
 @db.command()
-@click.option("--empty", is_flag=True, help="Do not load the shipped IASTM library (a clinic's own collection).")
+@click.option(
+    "--empty", is_flag=True, help="Do not load the shipped IASTM library (a clinic's own collection)."
+)
 @pass_state
 def init(state: AppState, empty: bool) -> None:
     """Create the library (seeded with the shipped IASTM studies unless --empty).

@@ -127,8 +127,10 @@ def open_database(settings: Settings, *, seed: bool = True) -> Database:
         if seed:
             seed_if_new(db)
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot open the library at {settings.db_url}: {exc.__class__.__name__}: "
-                            f"{str(exc).splitlines()[0]}") from exc
+        raise DatabaseError(
+            f"cannot open the library at {settings.db_url}: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
     return db
 
 

@@ -46,8 +46,7 @@ class DuplicateRecord(EvidenceError):
         self.existing_id = existing_id
         self.existing_citekey = existing_citekey
         super().__init__(
-            f"a study with {field} {value} is already in the library "
-            f"(id {existing_id}, {existing_citekey})"
+            f"a study with {field} {value} is already in the library (id {existing_id}, {existing_citekey})"
         )
 
 

@@ -17,9 +17,16 @@ from evidence.query import show_study
 from evidence.seed import SeedReport, load_seed
 
 
-def add_manual(session: Session, fields: dict[str, Any], *, authors: Iterable[str] = (),
-               tags: Iterable[str] = (), claims: Sequence[str] = (), stance: str | None = None,
-               finding: str | None = None) -> dict[str, Any]:
+def add_manual(
+    session: Session,
+    fields: dict[str, Any],
+    *,
+    authors: Iterable[str] = (),
+    tags: Iterable[str] = (),
+    claims: Sequence[str] = (),
+    stance: str | None = None,
+    finding: str | None = None,
+) -> dict[str, Any]:
     """Add a study entered by hand; returns it as `show` sees it."""
     if claims and not stance:
         raise InvalidValue("--claim needs --stance (supports, contradicts, mixed or no-effect)")
@@ -30,8 +37,9 @@ def add_manual(session: Session, fields: dict[str, Any], *, authors: Iterable[st
     return show_study(session, f"id:{study.id}")
 
 
-def edit_ref(session: Session, ref: str, changes: dict[str, Any],
-             authors: list[str] | None = None) -> tuple[dict[str, Any], list[str]]:
+def edit_ref(
+    session: Session, ref: str, changes: dict[str, Any], authors: list[str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     study = records.resolve_ref(session, ref)
     if not changes and authors is None:
         raise InvalidValue("nothing to change: give at least one field option (see evidence edit --help)")

@@ -7,7 +7,7 @@ so Alembic batch migrations on SQLite can find it again.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -59,7 +59,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
 
 
 class Mechanism(Base):
@@ -130,11 +130,21 @@ class Study(Base):
     cited_by_practice_article: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     # How well each identifier or fact is known (vocab.VERIFICATION), and the raw evidence for it.
-    doi_verification: Mapped[str] = mapped_column(String(32), default="unverified", server_default="unverified")
-    pmid_verification: Mapped[str] = mapped_column(String(32), default="unverified", server_default="unverified")
-    authors_verification: Mapped[str] = mapped_column(String(32), default="unverified", server_default="unverified")
-    bibliographic_verification: Mapped[str] = mapped_column(String(32), default="unverified", server_default="unverified")
-    design_verification: Mapped[str] = mapped_column(String(32), default="unverified", server_default="unverified")
+    doi_verification: Mapped[str] = mapped_column(
+        String(32), default="unverified", server_default="unverified"
+    )
+    pmid_verification: Mapped[str] = mapped_column(
+        String(32), default="unverified", server_default="unverified"
+    )
+    authors_verification: Mapped[str] = mapped_column(
+        String(32), default="unverified", server_default="unverified"
+    )
+    bibliographic_verification: Mapped[str] = mapped_column(
+        String(32), default="unverified", server_default="unverified"
+    )
+    design_verification: Mapped[str] = mapped_column(
+        String(32), default="unverified", server_default="unverified"
+    )
     verification_note: Mapped[str | None] = mapped_column(Text)
     source_urls: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
 

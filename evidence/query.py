@@ -25,16 +25,70 @@ SORTS = ("level", "year", "pedro", "title", "relevance")
 
 # The columns of a JSON row, in order. Extended fields come after the core ones.
 ROW_FIELDS = (
-    "id", "citekey", "doi", "pmid", "pmcid", "title", "authors", "journal", "year", "volume", "issue",
-    "pages", "article_number", "design", "level", "population", "condition", "body_region", "sample_size",
-    "pedro", "mechanisms", "claims", "tags", "abstract", "issn", "publisher", "url", "language",
-    "publication_type", "citations", "status", "updates", "notes",
+    "id",
+    "citekey",
+    "doi",
+    "pmid",
+    "pmcid",
+    "title",
+    "authors",
+    "journal",
+    "year",
+    "volume",
+    "issue",
+    "pages",
+    "article_number",
+    "design",
+    "level",
+    "population",
+    "condition",
+    "body_region",
+    "sample_size",
+    "pedro",
+    "mechanisms",
+    "claims",
+    "tags",
+    "abstract",
+    "issn",
+    "publisher",
+    "url",
+    "language",
+    "publication_type",
+    "citations",
+    "status",
+    "updates",
+    "notes",
 )
 _SCALAR_COLUMNS = (
-    "id", "citekey", "doi", "pmid", "pmcid", "title", "journal", "year", "volume", "issue", "pages",
-    "article_number", "design", "level", "population", "condition", "body_region", "sample_size", "pedro",
-    "abstract", "issn", "publisher", "url", "language", "publication_type", "citations", "status",
-    "updates", "notes",
+    "id",
+    "citekey",
+    "doi",
+    "pmid",
+    "pmcid",
+    "title",
+    "journal",
+    "year",
+    "volume",
+    "issue",
+    "pages",
+    "article_number",
+    "design",
+    "level",
+    "population",
+    "condition",
+    "body_region",
+    "sample_size",
+    "pedro",
+    "abstract",
+    "issn",
+    "publisher",
+    "url",
+    "language",
+    "publication_type",
+    "citations",
+    "status",
+    "updates",
+    "notes",
 )
 
 
@@ -72,7 +126,8 @@ class FindFilters:
             designs=[check_design(d) for d in self.designs],
             max_level=self.max_level,
             population=check_name("population", self.population, vocab.POPULATIONS)
-            if self.population else None,
+            if self.population
+            else None,
             condition=self.condition.strip() if self.condition and self.condition.strip() else None,
             year_from=self.year_from,
             year_to=self.year_to,
@@ -122,14 +177,17 @@ def _filtered_ids(session: Session, f: FindFilters, sort: str) -> Select[Any]:
         conditions.append(Study.population == f.population)
     if f.condition:
         like = f"%{f.condition.lower()}%"
-        conditions.append(or_(func.lower(Study.condition).like(like), func.lower(Study.body_region).like(like)))
+        conditions.append(
+            or_(func.lower(Study.condition).like(like), func.lower(Study.body_region).like(like))
+        )
     if f.year_from is not None:
         conditions.append(Study.year >= f.year_from)
     if f.year_to is not None:
         conditions.append(Study.year <= f.year_to)
     for tag in f.tags:
-        conditions.append(exists(select(StudyTag.study_id).where(StudyTag.study_id == Study.id,
-                                                                 StudyTag.tag == tag)))
+        conditions.append(
+            exists(select(StudyTag.study_id).where(StudyTag.study_id == Study.id, StudyTag.tag == tag))
+        )
     if f.min_pedro is not None:
         conditions.append(Study.pedro >= f.min_pedro)
     if f.exclude_retracted:
@@ -141,15 +199,27 @@ def _filtered_ids(session: Session, f: FindFilters, sort: str) -> Select[Any]:
     if f.text:
         if session.get_bind().dialect.name == "sqlite":
             match = fts_query(f.text)
-            fts = text("SELECT rowid AS id, bm25(studies_fts) AS rank FROM studies_fts "
-                       "WHERE studies_fts MATCH :match").bindparams(match=match).columns(column("id", Integer), column("rank", Float)).subquery("fts")
+            fts = (
+                text(
+                    "SELECT rowid AS id, bm25(studies_fts) AS rank FROM studies_fts "
+                    "WHERE studies_fts MATCH :match"
+                )
+                .bindparams(match=match)
+                .columns(column("id", Integer), column("rank", Float))
+                .subquery("fts")
+            )
             stmt = stmt.join(fts, fts.c.id == Study.id)
             rank = fts.c.rank
         else:  # PostgreSQL and others: a plain case-insensitive search until a tsvector index lands.
             for word in re.findall(r"\w+", f.text):
                 like = f"%{word.lower()}%"
-                conditions.append(or_(func.lower(Study.title).like(like), func.lower(Study.abstract).like(like),
-                                      func.lower(Study.notes).like(like)))
+                conditions.append(
+                    or_(
+                        func.lower(Study.title).like(like),
+                        func.lower(Study.abstract).like(like),
+                        func.lower(Study.notes).like(like),
+                    )
+                )
     if conditions:
         stmt = stmt.where(and_(*conditions))
 
@@ -166,8 +236,9 @@ def _filtered_ids(session: Session, f: FindFilters, sort: str) -> Select[Any]:
     return stmt.order_by(*order)
 
 
-def find_ids(session: Session, filters: FindFilters, *, sort: str | None = None,
-             limit: int | None = None) -> list[int]:
+def find_ids(
+    session: Session, filters: FindFilters, *, sort: str | None = None, limit: int | None = None
+) -> list[int]:
     """Ids of the studies matching ``filters``, in display order."""
     if sort is not None and sort not in SORTS:
         raise InvalidValue(f"unknown sort {sort!r}; valid: {', '.join(SORTS)}")
@@ -183,8 +254,9 @@ def find_ids(session: Session, filters: FindFilters, *, sort: str | None = None,
     return list(session.scalars(stmt))
 
 
-def find_studies(session: Session, filters: FindFilters, *, sort: str | None = None,
-                 limit: int | None = None) -> list[dict[str, Any]]:
+def find_studies(
+    session: Session, filters: FindFilters, *, sort: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
     """The matching studies as JSON rows, in display order."""
     return study_rows(session, find_ids(session, filters, sort=sort, limit=limit))
 
@@ -207,31 +279,37 @@ def study_rows(session: Session, study_ids: Sequence[int]) -> list[dict[str, Any
         by_id[record["id"]] = record
     for study_id, family, given, orcid, name in session.execute(
         select(Author.study_id, Author.family, Author.given, Author.orcid, Author.name)
-        .where(Author.study_id.in_(study_ids)).order_by(Author.study_id, Author.position)
+        .where(Author.study_id.in_(study_ids))
+        .order_by(Author.study_id, Author.position)
     ):
         by_id[study_id]["authors"].append(
             {"name": name} if name else {"family": family, "given": given, "orcid": orcid}
         )
     for study_id, claim, mechanism, stance, finding in session.execute(
         select(StudyClaim.study_id, Claim.name, Mechanism.name, StudyClaim.stance, StudyClaim.finding)
-        .join(Claim, Claim.id == StudyClaim.claim_id).join(Mechanism, Mechanism.id == Claim.mechanism_id)
-        .where(StudyClaim.study_id.in_(study_ids)).order_by(StudyClaim.study_id, Claim.id)
+        .join(Claim, Claim.id == StudyClaim.claim_id)
+        .join(Mechanism, Mechanism.id == Claim.mechanism_id)
+        .where(StudyClaim.study_id.in_(study_ids))
+        .order_by(StudyClaim.study_id, Claim.id)
     ):
         record = by_id[study_id]
-        record["claims"].append({"claim": claim, "mechanism": mechanism, "stance": stance, "finding": finding})
+        record["claims"].append(
+            {"claim": claim, "mechanism": mechanism, "stance": stance, "finding": finding}
+        )
         if mechanism not in record["mechanisms"]:
             record["mechanisms"].append(mechanism)
     for study_id, tag in session.execute(
-        select(StudyTag.study_id, StudyTag.tag).where(StudyTag.study_id.in_(study_ids))
+        select(StudyTag.study_id, StudyTag.tag)
+        .where(StudyTag.study_id.in_(study_ids))
         .order_by(StudyTag.study_id, StudyTag.tag)
     ):
         by_id[study_id]["tags"].append(tag)
     order = {m.name: i for i, m in enumerate(vocab.MECHANISMS)}
     rows = []
     for study_id in study_ids:
-        record = by_id.get(study_id)
-        if record is None:
+        if study_id not in by_id:
             continue
+        record = by_id[study_id]
         record["mechanisms"].sort(key=order.__getitem__)
         record["updates"] = record["updates"] or []
         rows.append({name: record[name] for name in ROW_FIELDS})
@@ -273,8 +351,15 @@ def claim_evidence(session: Session, mechanism: str | None = None) -> list[dict[
     """Per claim: how many studies support / contradict / are mixed / show no effect, split by human vs
     animal (and other), and by OCEBM level."""
     stmt = (
-        select(Mechanism.name, Claim.name, Claim.label, StudyClaim.stance, Study.population, Study.level,
-               func.count())
+        select(
+            Mechanism.name,
+            Claim.name,
+            Claim.label,
+            StudyClaim.stance,
+            Study.population,
+            Study.level,
+            func.count(),
+        )
         .select_from(Claim)
         .join(Mechanism, Mechanism.id == Claim.mechanism_id)
         .outerjoin(StudyClaim, StudyClaim.claim_id == Claim.id)
@@ -288,9 +373,14 @@ def claim_evidence(session: Session, mechanism: str | None = None) -> list[dict[
         if mechanism and spec.mechanism != mechanism.strip().lower():
             continue
         claims[spec.name] = {
-            "claim": spec.name, "mechanism": spec.mechanism, "label": spec.label, "studies": 0,
-            **{s: 0 for s in vocab.STANCES},
-            "human": _stance_counts(), "animal": _stance_counts(), "other": _stance_counts(),
+            "claim": spec.name,
+            "mechanism": spec.mechanism,
+            "label": spec.label,
+            "studies": 0,
+            **dict.fromkeys(vocab.STANCES, 0),
+            "human": _stance_counts(),
+            "animal": _stance_counts(),
+            "other": _stance_counts(),
             "by_level": {str(level): _stance_counts() for level in range(1, 6)},
         }
     for _mech, claim, _label, stance, population, level, count in session.execute(stmt):
@@ -306,14 +396,23 @@ def claim_evidence(session: Session, mechanism: str | None = None) -> list[dict[
 
 
 def _stance_counts() -> dict[str, int]:
-    return {s: 0 for s in vocab.STANCES}
+    return dict.fromkeys(vocab.STANCES, 0)
 
 
 def mechanism_evidence(session: Session) -> list[dict[str, Any]]:
     """Per mechanism: its description, number of studies bearing on it, and stance counts."""
-    rows = {m.name: {"mechanism": m.name, "label": m.label, "description": m.description, "studies": 0,
-                     **_stance_counts(), "human": 0, "animal": 0}
-            for m in vocab.MECHANISMS}
+    rows: dict[str, dict[str, Any]] = {
+        m.name: {
+            "mechanism": m.name,
+            "label": m.label,
+            "description": m.description,
+            "studies": 0,
+            **_stance_counts(),
+            "human": 0,
+            "animal": 0,
+        }
+        for m in vocab.MECHANISMS
+    }
     stmt = (
         select(Mechanism.name, StudyClaim.study_id, StudyClaim.stance, Study.population)
         .join(Claim, Claim.mechanism_id == Mechanism.id)
@@ -342,15 +441,19 @@ def all_study_ids(session: Session) -> list[int]:
 
 
 def summary_frame(session: Session, by: str = "design") -> Any:
-    """A pandas pivot: mechanism × design (or level, or population) with stance counts in the cells."""
+    """A pandas pivot: mechanism by design (or level, or population) with stance counts in the cells."""
     import pandas as pd
 
     columns = {"design": Study.design, "level": Study.level, "population": Study.population}
     if by not in columns:
         raise InvalidValue(f"unknown summary axis {by!r}; valid: {', '.join(columns)}")
     stmt = (
-        select(Mechanism.name.label("mechanism"), columns[by].label(by), StudyClaim.stance.label("stance"),
-               StudyClaim.study_id)
+        select(
+            Mechanism.name.label("mechanism"),
+            columns[by].label(by),
+            StudyClaim.stance.label("stance"),
+            StudyClaim.study_id,
+        )
         .join(Claim, Claim.mechanism_id == Mechanism.id)
         .join(StudyClaim, StudyClaim.claim_id == Claim.id)
         .join(Study, Study.id == StudyClaim.study_id)
@@ -360,8 +463,9 @@ def summary_frame(session: Session, by: str = "design") -> Any:
         return frame
     frame[by] = frame[by].map(lambda v: "unknown" if v is None or v != v else str(v))
     frame = frame.drop_duplicates(["mechanism", by, "stance", "study_id"])
-    pivot = frame.pivot_table(index=["mechanism", by], columns="stance", values="study_id",
-                              aggfunc="count", fill_value=0)
+    pivot = frame.pivot_table(
+        index=["mechanism", by], columns="stance", values="study_id", aggfunc="count", fill_value=0
+    )
     for stance in vocab.STANCES:
         if stance not in pivot.columns:
             pivot[stance] = 0
@@ -369,4 +473,3 @@ def summary_frame(session: Session, by: str = "design") -> Any:
     pivot["total"] = pivot.sum(axis=1)
     pivot.columns.name = None
     return pivot.reset_index()
-

@@ -20,22 +20,44 @@ from evidence.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
 
 # Bibliographic and clinical fields a user may set directly, with their kind.
 TEXT_FIELDS = (
-    "title", "journal", "issn", "publisher", "volume", "issue", "pages", "article_number",
-    "publication_type", "abstract", "url", "language", "population_detail", "condition", "body_region",
+    "title",
+    "journal",
+    "issn",
+    "publisher",
+    "volume",
+    "issue",
+    "pages",
+    "article_number",
+    "publication_type",
+    "abstract",
+    "url",
+    "language",
+    "population_detail",
+    "condition",
+    "body_region",
     "verification_note",
 )
 INT_FIELDS = ("year", "sample_size", "pedro", "level")
 ID_FIELDS = ("doi", "pmid", "pmcid")
 VOCAB_FIELDS = ("design", "population")
 VERIFICATION_FIELDS = (
-    "doi_verification", "pmid_verification", "authors_verification", "bibliographic_verification",
+    "doi_verification",
+    "pmid_verification",
+    "authors_verification",
+    "bibliographic_verification",
     "design_verification",
 )
 EDITABLE_FIELDS = (
-    *TEXT_FIELDS, *INT_FIELDS, *ID_FIELDS, *VOCAB_FIELDS, *VERIFICATION_FIELDS, "citekey", "notes",
+    *TEXT_FIELDS,
+    *INT_FIELDS,
+    *ID_FIELDS,
+    *VOCAB_FIELDS,
+    *VERIFICATION_FIELDS,
+    "citekey",
+    "notes",
 )
 _STOPWORDS = frozenset(
-    "a an the of on in for and or to with by at from as is are was were its into via vs versus".split()
+    "a an the of on in for and or to with by at from as is are was were its into via vs versus".split()  # noqa: SIM905
 )
 MIN_YEAR = 1800
 
@@ -55,8 +77,12 @@ class AuthorName:
             name = _clean(value.get("name") or value.get("literal"))
             if not family and not name:
                 raise InvalidValue(f"an author needs a family name or an organisation name: {dict(value)!r}")
-            return cls(family or None, _clean(value.get("given")) or None, _clean(value.get("orcid")) or None,
-                       None if family else name)
+            return cls(
+                family or None,
+                _clean(value.get("given")) or None,
+                _clean(value.get("orcid")) or None,
+                None if family else name,
+            )
         text = value.strip()
         if not text:
             raise InvalidValue("an author name is empty")
@@ -173,7 +199,9 @@ def normalize_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
 def check_citekey(value: str) -> str:
     key = value.strip()
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_:.\-]*", key):
-        raise InvalidValue(f"citekey {value!r} must start with a letter and use only letters, digits, _ : . -")
+        raise InvalidValue(
+            f"citekey {value!r} must start with a letter and use only letters, digits, _ : . -"
+        )
     return key
 
 
@@ -238,11 +266,15 @@ def resolve_ref(session: Session, ref: str) -> Study:
     return study
 
 
-def find_duplicate(session: Session, doi: str | None, pmid: str | None, citekey: str | None,
-                   exclude_id: int | None = None) -> None:
+def find_duplicate(
+    session: Session, doi: str | None, pmid: str | None, citekey: str | None, exclude_id: int | None = None
+) -> None:
     """Raise DuplicateRecord if another study has this DOI, PMID or citekey."""
-    for field, column, value in (("DOI", Study.doi, doi), ("PMID", Study.pmid, pmid),
-                                 ("citekey", Study.citekey, citekey)):
+    for field, column, value in (
+        ("DOI", Study.doi, doi),
+        ("PMID", Study.pmid, pmid),
+        ("citekey", Study.citekey, citekey),
+    ):
         if value is None:
             continue
         stmt = select(Study.id, Study.citekey).where(column == value)
@@ -282,15 +314,21 @@ def add_study(
     author_names = [AuthorName.parse(a) for a in authors]
     if values.get("citekey") is None:
         first = author_names[0] if author_names else None
-        base = citekey_base(first.family or first.name if first else None, values.get("year"), values["title"])
+        base = citekey_base(
+            first.family or first.name if first else None, values.get("year"), values["title"]
+        )
         values["citekey"] = unique_citekey(session, base)
     find_duplicate(session, values.get("doi"), values.get("pmid"), values["citekey"])
 
     level_given = values.get("level") is not None
     if not level_given and values.get("design"):
         values["level"] = vocab.level_for_design(values["design"])
-    study = Study(**values, level_overridden=level_given, source=source,
-                  field_sources={k: source for k, v in values.items() if v is not None})
+    study = Study(
+        **values,
+        level_overridden=level_given,
+        source=source,
+        field_sources={k: source for k, v in values.items() if v is not None},
+    )
     for key, value in (extra or {}).items():
         setattr(study, key, value)
     study.authors = [
@@ -308,8 +346,14 @@ def add_study(
     return study
 
 
-def edit_study(session: Session, study: Study, changes: Mapping[str, Any], *, source: str = "manual",
-               authors: Iterable[str | Mapping[str, Any]] | None = None) -> list[str]:
+def edit_study(
+    session: Session,
+    study: Study,
+    changes: Mapping[str, Any],
+    *,
+    source: str = "manual",
+    authors: Iterable[str | Mapping[str, Any]] | None = None,
+) -> list[str]:
     """Apply field changes; returns the names of the fields that changed. Recomputes the level."""
     values = normalize_fields(changes)
     find_duplicate(session, values.get("doi"), values.get("pmid"), values.get("citekey"), exclude_id=study.id)
@@ -379,7 +423,9 @@ def remove_tag(session: Session, study: Study, tag: str) -> bool:
     return False
 
 
-def link_claim(session: Session, study: Study, claim: str, stance: str, finding: str | None = None) -> StudyClaim:
+def link_claim(
+    session: Session, study: Study, claim: str, stance: str, finding: str | None = None
+) -> StudyClaim:
     """Link a study to a claim with a stance (replacing an earlier link to the same claim)."""
     claim_name = check_claim(claim)
     stance_name = check_stance(stance)

@@ -74,8 +74,8 @@ def open_output(path: str | None, *, binary: bool = False) -> Iterator[IO[Any]]:
         raise InvalidValue(f"cannot write {path}: folder {target.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
     try:
-        mode = "wb" if binary else "w"
-        with os.fdopen(fd, mode, **({} if binary else {"encoding": "utf-8", "newline": ""})) as fh:
+        handle: IO[Any] = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
+        with handle as fh:
             yield fh
         Path(tmp).replace(target)
     except BaseException:
@@ -83,8 +83,15 @@ def open_output(path: str | None, *, binary: bool = False) -> Iterator[IO[Any]]:
         raise
 
 
-def write_rows(rows: Iterable[dict[str, Any]], fmt: str, out: IO[str], *, columns: Sequence[str] | None = None,
-               table_columns: Sequence[str] | None = None, title: str | None = None) -> int:
+def write_rows(
+    rows: Iterable[dict[str, Any]],
+    fmt: str,
+    out: IO[str],
+    *,
+    columns: Sequence[str] | None = None,
+    table_columns: Sequence[str] | None = None,
+    title: str | None = None,
+) -> int:
     """Write rows in ``fmt``; returns how many were written."""
     if fmt not in FORMATS:
         raise InvalidValue(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
@@ -104,8 +111,10 @@ def write_rows(rows: Iterable[dict[str, Any]], fmt: str, out: IO[str], *, column
         for row in materialised:
             writer.writerow([flat_value(n, row.get(n)) for n in names])
         return len(materialised)
-    names = select_columns(materialised, columns or [c for c in (table_columns or ()) if not materialised
-                                                      or c in materialised[0]] or None)
+    names = select_columns(
+        materialised,
+        columns or [c for c in (table_columns or ()) if not materialised or c in materialised[0]] or None,
+    )
     write_table(materialised, names, out, title=title)
     return len(materialised)
 
@@ -131,8 +140,9 @@ def _write_json(rows: Iterable[dict[str, Any]], out: IO[str], columns: Sequence[
     return count
 
 
-def write_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: IO[str],
-                title: str | None = None) -> None:
+def write_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], out: IO[str], title: str | None = None
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -148,8 +158,9 @@ def write_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: IO[
             cells.append(cell)
         table.add_row(*cells)
     terminal = hasattr(out, "isatty") and out.isatty()
-    console = Console(file=out, width=None if terminal else 200, highlight=False, markup=False,
-                      emoji=False, soft_wrap=False)
+    console = Console(
+        file=out, width=None if terminal else 200, highlight=False, markup=False, emoji=False, soft_wrap=False
+    )
     if not rows:
         console.print("no studies match")
         return

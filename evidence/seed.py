@@ -78,9 +78,29 @@ def _add_entry(session: Session, entry: dict[str, Any]) -> Study:
     fields = {
         name: entry.get(name)
         for name in (
-            "citekey", "doi", "pmid", "pmcid", "title", "journal", "issn", "publisher", "year", "volume",
-            "issue", "pages", "publication_type", "language", "design", "level", "population",
-            "population_detail", "condition", "body_region", "sample_size", "pedro", "notes",
+            "citekey",
+            "doi",
+            "pmid",
+            "pmcid",
+            "title",
+            "journal",
+            "issn",
+            "publisher",
+            "year",
+            "volume",
+            "issue",
+            "pages",
+            "publication_type",
+            "language",
+            "design",
+            "level",
+            "population",
+            "population_detail",
+            "condition",
+            "body_region",
+            "sample_size",
+            "pedro",
+            "notes",
             "verification_note",
         )
     }

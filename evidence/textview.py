@@ -20,21 +20,29 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
     lines: list[str] = []
     status = study.get("status") or "ok"
     if status != "ok":
-        lines.append(f"*** {status.upper()} ***  " + "; ".join(
-            f"{u.get('type')}: {u.get('doi') or ''} {u.get('date') or ''} ({u.get('source') or '?'})".strip()
-            for u in study.get("updates") or []))
+        lines.append(
+            f"*** {status.upper()} ***  "
+            + "; ".join(
+                f"{u.get('type')}: {u.get('doi') or ''} {u.get('date') or ''} ({u.get('source') or '?'})"
+                for u in study.get("updates") or []
+            )
+        )
     lines.append(f"{study['citekey']}  (id {study['id']})")
     lines.extend(textwrap.wrap(study["title"], width))
     authors = study.get("authors") or []
     if authors:
         lines.append("Authors:    " + "; ".join(author_display(a) for a in authors))
     citation = ", ".join(
-        str(part) for part in (
-            study.get("journal"), study.get("year"),
-            f"{study['volume']}({study['issue']})" if study.get("volume") and study.get("issue")
+        str(part)
+        for part in (
+            study.get("journal"),
+            study.get("year"),
+            f"{study['volume']}({study['issue']})"
+            if study.get("volume") and study.get("issue")
             else study.get("volume"),
             study.get("pages") or study.get("article_number"),
-        ) if part
+        )
+        if part
     )
     if citation:
         lines.append("Published:  " + citation)
@@ -53,18 +61,39 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
     design = study.get("design")
     level = study.get("level")
     design_text = vocab.DESIGN_LABELS.get(design, design) if design else "-"
-    level_text = f"OCEBM level {level}" + (" (set by hand)" if study.get("level_overridden") else "") \
-        if level else "no level"
-    lines.append(f"{'Design:':<12}{design_text}; {level_text}"
-                 + (f"  [design {_VERIFICATION_WORDS.get(verification.get('design'), '')}]"
-                    if verification.get("design") not in (None, "verified") else ""))
-    population = " ".join(str(p) for p in (study.get("population"), study.get("population_detail") and
-                                            f"({study['population_detail']})") if p)
+    level_text = (
+        f"OCEBM level {level}" + (" (set by hand)" if study.get("level_overridden") else "")
+        if level
+        else "no level"
+    )
+    lines.append(
+        f"{'Design:':<12}{design_text}; {level_text}"
+        + (
+            f"  [design {_VERIFICATION_WORDS.get(str(verification.get('design')), '')}]"
+            if verification.get("design") not in (None, "verified")
+            else ""
+        )
+    )
+    population = " ".join(
+        str(p)
+        for p in (
+            study.get("population"),
+            study.get("population_detail") and f"({study['population_detail']})",
+        )
+        if p
+    )
     if population:
         lines.append(f"{'Population:':<12}{population}")
-    for label, key in (("Condition:", "condition"), ("Region:", "body_region"), ("Sample:", "sample_size"),
-                       ("PEDro:", "pedro"), ("Citations:", "citations"), ("Journal ISSN:", "issn"),
-                       ("Publisher:", "publisher"), ("URL:", "url")):
+    for label, key in (
+        ("Condition:", "condition"),
+        ("Region:", "body_region"),
+        ("Sample:", "sample_size"),
+        ("PEDro:", "pedro"),
+        ("Citations:", "citations"),
+        ("Journal ISSN:", "issn"),
+        ("Publisher:", "publisher"),
+        ("URL:", "url"),
+    ):
         if study.get(key) is not None:
             lines.append(f"{label:<12}{study[key]}")
     if verification.get("authors") not in (None, "verified"):
@@ -78,7 +107,9 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
     for c in claims:
         lines.append(f"  {c['stance'].upper():<12}{c['claim']} ({c['mechanism']})")
         if c.get("finding"):
-            lines.extend(textwrap.wrap(c["finding"], width, initial_indent=" " * 14, subsequent_indent=" " * 14))
+            lines.extend(
+                textwrap.wrap(c["finding"], width, initial_indent=" " * 14, subsequent_indent=" " * 14)
+            )
     if study.get("abstract"):
         lines.append("Abstract:")
         lines.extend(textwrap.wrap(study["abstract"], width, initial_indent="  ", subsequent_indent="  "))
@@ -90,6 +121,7 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
         lines.append("Verification:")
         lines.extend(textwrap.wrap(verification["note"], width, initial_indent="  ", subsequent_indent="  "))
     if study.get("source"):
-        lines.append(f"{'Source:':<12}{study['source']}"
-                     + (f" ({study['seed_key']})" if study.get("seed_key") else ""))
+        lines.append(
+            f"{'Source:':<12}{study['source']}" + (f" ({study['seed_key']})" if study.get("seed_key") else "")
+        )
     return "\n".join(lines)

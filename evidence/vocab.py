@@ -46,27 +46,63 @@ MECHANISMS: tuple[MechanismSpec, ...] = (
 )
 
 CLAIMS: tuple[ClaimSpec, ...] = (
-    ClaimSpec("pain-modulation", "neural-stimulation", "Pain gate / pain modulation",
-              "IASTM reduces pain or pain sensitivity through sensory (gate-control or descending) modulation."),
-    ClaimSpec("mechanoreceptor-rom", "neural-stimulation", "Mechanoreceptor-mediated range of motion",
-              "IASTM increases range of motion through mechanoreceptor input and stretch tolerance, "
-              "not tissue change."),
-    ClaimSpec("proprioception", "neural-stimulation", "Proprioception and sensorimotor control",
-              "IASTM improves proprioception, balance or neuromuscular performance."),
-    ClaimSpec("tendinopathy-outcomes", "adhesion-breakdown", "Tendinopathy pain and function",
-              "IASTM improves pain and function in tendinopathy by remodelling degenerated tendon."),
-    ClaimSpec("fascial-gliding", "adhesion-breakdown", "Fascial / connective-tissue gliding",
-              "IASTM restores gliding between fascial or connective-tissue layers that adhere."),
-    ClaimSpec("tissue-density", "adhesion-breakdown", "Tissue density and fibrosis",
-              "IASTM breaks down abnormal tissue densities, scar tissue, adhesions or fibrosis, or lowers "
-              "tissue stiffness."),
-    ClaimSpec("microtrauma-inflammation", "inflammatory-healing", "Local inflammatory response from microtrauma",
-              "Controlled microtrauma from the instrument triggers a local inflammatory (or anti-inflammatory) "
-              "response that restarts healing."),
-    ClaimSpec("blood-flow", "inflammatory-healing", "Blood flow and perfusion",
-              "IASTM increases local blood flow, perfusion or vascularity."),
-    ClaimSpec("collagen-repair", "inflammatory-healing", "Fibroblast recruitment and collagen repair",
-              "IASTM recruits fibroblasts and improves collagen synthesis, alignment or tissue strength."),
+    ClaimSpec(
+        "pain-modulation",
+        "neural-stimulation",
+        "Pain gate / pain modulation",
+        "IASTM reduces pain or pain sensitivity through sensory (gate-control or descending) modulation.",
+    ),
+    ClaimSpec(
+        "mechanoreceptor-rom",
+        "neural-stimulation",
+        "Mechanoreceptor-mediated range of motion",
+        "IASTM increases range of motion through mechanoreceptor input and stretch tolerance, "
+        "not tissue change.",
+    ),
+    ClaimSpec(
+        "proprioception",
+        "neural-stimulation",
+        "Proprioception and sensorimotor control",
+        "IASTM improves proprioception, balance or neuromuscular performance.",
+    ),
+    ClaimSpec(
+        "tendinopathy-outcomes",
+        "adhesion-breakdown",
+        "Tendinopathy pain and function",
+        "IASTM improves pain and function in tendinopathy by remodelling degenerated tendon.",
+    ),
+    ClaimSpec(
+        "fascial-gliding",
+        "adhesion-breakdown",
+        "Fascial / connective-tissue gliding",
+        "IASTM restores gliding between fascial or connective-tissue layers that adhere.",
+    ),
+    ClaimSpec(
+        "tissue-density",
+        "adhesion-breakdown",
+        "Tissue density and fibrosis",
+        "IASTM breaks down abnormal tissue densities, scar tissue, adhesions or fibrosis, or lowers "
+        "tissue stiffness.",
+    ),
+    ClaimSpec(
+        "microtrauma-inflammation",
+        "inflammatory-healing",
+        "Local inflammatory response from microtrauma",
+        "Controlled microtrauma from the instrument triggers a local inflammatory (or anti-inflammatory) "
+        "response that restarts healing.",
+    ),
+    ClaimSpec(
+        "blood-flow",
+        "inflammatory-healing",
+        "Blood flow and perfusion",
+        "IASTM increases local blood flow, perfusion or vascularity.",
+    ),
+    ClaimSpec(
+        "collagen-repair",
+        "inflammatory-healing",
+        "Fibroblast recruitment and collagen repair",
+        "IASTM recruits fibroblasts and improves collagen synthesis, alignment or tissue strength.",
+    ),
 )
 
 STANCES: tuple[str, ...] = ("supports", "contradicts", "mixed", "no-effect")

@@ -18,11 +18,36 @@ def empty_library(isolated_home: Path) -> Path:
 
 def add_rct(*extra: str) -> dict[str, object]:
     args = [
-        "add", "--title", "Instrument-assisted soft tissue mobilization and hamstring range of motion",
-        "--author", "Doe, Jane", "--author", "Müller, Jörg", "--year", "2020", "--journal", "J Sport Rehabil",
-        "--design", "rct", "--population", "human", "--pedro", "7", "--doi", "https://doi.org/10.1000/ABC.1",
-        "--pmid", "12345678", "--claim", "mechanoreceptor-rom", "--stance", "supports",
-        "--finding", "Hamstring ROM rose after one session", "--tag", "graston", *extra,
+        "add",
+        "--title",
+        "Instrument-assisted soft tissue mobilization and hamstring range of motion",
+        "--author",
+        "Doe, Jane",
+        "--author",
+        "Müller, Jörg",
+        "--year",
+        "2020",
+        "--journal",
+        "J Sport Rehabil",
+        "--design",
+        "rct",
+        "--population",
+        "human",
+        "--pedro",
+        "7",
+        "--doi",
+        "https://doi.org/10.1000/ABC.1",
+        "--pmid",
+        "12345678",
+        "--claim",
+        "mechanoreceptor-rom",
+        "--stance",
+        "supports",
+        "--finding",
+        "Hamstring ROM rose after one session",
+        "--tag",
+        "graston",
+        *extra,
     ]
     return json.loads(run(*args, "--format", "json").stdout)
 
@@ -37,10 +62,14 @@ def test_add_validates_normalises_and_derives_level(empty_library: Path) -> None
         {"family": "Doe", "given": "Jane", "orcid": None},
         {"family": "Müller", "given": "Jörg", "orcid": None},
     ]
-    assert study["claims"] == [{
-        "claim": "mechanoreceptor-rom", "mechanism": "neural-stimulation", "stance": "supports",
-        "finding": "Hamstring ROM rose after one session",
-    }]
+    assert study["claims"] == [
+        {
+            "claim": "mechanoreceptor-rom",
+            "mechanism": "neural-stimulation",
+            "stance": "supports",
+            "finding": "Hamstring ROM rose after one session",
+        }
+    ]
     assert study["mechanisms"] == ["neural-stimulation"]
     assert study["tags"] == ["graston"]
     assert study["source"] == "manual"
@@ -65,8 +94,9 @@ def test_duplicate_doi_is_refused_and_nothing_written(empty_library: Path) -> No
         (["--claim", "pain-modulation"], "--claim needs --stance"),
     ],
 )
-def test_bad_values_give_one_line_error_and_change_nothing(empty_library: Path, args: list[str],
-                                                           message: str) -> None:
+def test_bad_values_give_one_line_error_and_change_nothing(
+    empty_library: Path, args: list[str], message: str
+) -> None:
     result = run("add", "--title", "T", *args, expect=1)
     assert message in result.stderr
     assert result.stderr.count("\n") == 1
@@ -84,20 +114,55 @@ def test_bad_values_give_one_line_error_and_change_nothing(empty_library: Path, 
         (["add", "--title", "T", "--pmid", "12ab"], "not a PMID"),
     ],
 )
-def test_unknown_names_and_bad_identifiers_are_usage_errors(empty_library: Path, args: list[str],
-                                                            valid: str) -> None:
+def test_unknown_names_and_bad_identifiers_are_usage_errors(
+    empty_library: Path, args: list[str], valid: str
+) -> None:
     result = run(*args, expect=2)
     assert valid in result.stderr
 
 
 def test_find_filters_combine(empty_library: Path) -> None:
     add_rct()
-    run("add", "--title", "Rat tendon healing after augmented soft tissue mobilization", "--author", "Rat, A",
-        "--year", "1997", "--design", "animal-study", "--population", "animal", "--claim", "collagen-repair",
-        "--stance", "supports", "--tag", "mechanistic")
-    run("add", "--title", "Graston no better than sham for thoracic pain", "--author", "Sham, B",
-        "--year", "2016", "--design", "rct", "--population", "human", "--pedro", "8",
-        "--claim", "pain-modulation", "--stance", "contradicts", "--condition", "thoracic spine pain")
+    run(
+        "add",
+        "--title",
+        "Rat tendon healing after augmented soft tissue mobilization",
+        "--author",
+        "Rat, A",
+        "--year",
+        "1997",
+        "--design",
+        "animal-study",
+        "--population",
+        "animal",
+        "--claim",
+        "collagen-repair",
+        "--stance",
+        "supports",
+        "--tag",
+        "mechanistic",
+    )
+    run(
+        "add",
+        "--title",
+        "Graston no better than sham for thoracic pain",
+        "--author",
+        "Sham, B",
+        "--year",
+        "2016",
+        "--design",
+        "rct",
+        "--population",
+        "human",
+        "--pedro",
+        "8",
+        "--claim",
+        "pain-modulation",
+        "--stance",
+        "contradicts",
+        "--condition",
+        "thoracic spine pain",
+    )
 
     def ids(*args: str) -> list[str]:
         return [r["citekey"] for r in run_json("find", *args)]
@@ -112,7 +177,9 @@ def test_find_filters_combine(empty_library: Path) -> None:
     assert ids("--tag", "mechanistic") == ["rat1997rat"]
     # Strongest level first, then newest.
     assert ids("--design", "animal-study", "--design", "rct", "--sort", "level", "--limit", "2") == [
-        "doe2020instrumentassisted", "sham2016graston"]
+        "doe2020instrumentassisted",
+        "sham2016graston",
+    ]
     assert ids("--sort", "pedro") == ["sham2016graston", "doe2020instrumentassisted", "rat1997rat"]
     assert ids("--text", "tendon healing") == ["rat1997rat"]
     result = run("find", "--sort", "relevance", expect=1)
@@ -150,8 +217,26 @@ def test_show_text_and_json(empty_library: Path) -> None:
     assert "SUPPORTS" in text and "mechanoreceptor-rom" in text
     assert "NOT verified" in text
     shown = run_json("show", "12345678")
-    for field in ("id", "citekey", "doi", "pmid", "title", "authors", "journal", "year", "volume", "issue",
-                  "pages", "design", "level", "population", "condition", "pedro", "mechanisms", "claims"):
+    for field in (
+        "id",
+        "citekey",
+        "doi",
+        "pmid",
+        "title",
+        "authors",
+        "journal",
+        "year",
+        "volume",
+        "issue",
+        "pages",
+        "design",
+        "level",
+        "population",
+        "condition",
+        "pedro",
+        "mechanisms",
+        "claims",
+    ):
         assert field in shown
     result = run("show", "nosuchkey", expect=1)
     assert "no study matches 'nosuchkey'" in result.stderr
@@ -188,8 +273,16 @@ def test_tags_links_and_notes(empty_library: Path) -> None:
     assert run_json("show", "doe2020instrumentassisted")["tags"] == ["graston", "handout"]
     run("untag", "doe2020instrumentassisted", "-t", "graston")
     assert run_json("show", "doe2020instrumentassisted")["tags"] == ["handout"]
-    run("link", "doe2020instrumentassisted", "--claim", "tissue-density", "--stance", "no-effect",
-        "--finding", "Stiffness unchanged")
+    run(
+        "link",
+        "doe2020instrumentassisted",
+        "--claim",
+        "tissue-density",
+        "--stance",
+        "no-effect",
+        "--finding",
+        "Stiffness unchanged",
+    )
     run("link", "doe2020instrumentassisted", "--claim", "mechanoreceptor-rom", "--stance", "mixed")
     claims = {c["claim"]: c for c in run_json("show", "doe2020instrumentassisted")["claims"]}
     assert claims["tissue-density"]["stance"] == "no-effect"
@@ -225,9 +318,25 @@ def test_listing_formats_and_output_file(empty_library: Path, tmp_path: Path) ->
 
 def test_claims_mechanisms_and_summary(empty_library: Path) -> None:
     add_rct()
-    run("add", "--title", "Rat tendon", "--author", "Rat, A", "--year", "1997", "--design", "animal-study",
-        "--population", "animal", "--claim", "collagen-repair", "--claim", "mechanoreceptor-rom",
-        "--stance", "supports")
+    run(
+        "add",
+        "--title",
+        "Rat tendon",
+        "--author",
+        "Rat, A",
+        "--year",
+        "1997",
+        "--design",
+        "animal-study",
+        "--population",
+        "animal",
+        "--claim",
+        "collagen-repair",
+        "--claim",
+        "mechanoreceptor-rom",
+        "--stance",
+        "supports",
+    )
     claims = {c["claim"]: c for c in run_json("claims")}
     rom = claims["mechanoreceptor-rom"]
     assert rom["supports"] == 2 and rom["human"]["supports"] == 1 and rom["animal"]["supports"] == 1
@@ -240,16 +349,24 @@ def test_claims_mechanisms_and_summary(empty_library: Path) -> None:
     assert mechanisms["neural-stimulation"]["studies"] == 2
     assert mechanisms["inflammatory-healing"]["animal"] == 1
     pivot = run_json("summary")
-    assert {"mechanism": "neural-stimulation", "design": "rct", "supports": 1, "contradicts": 0, "mixed": 0,
-            "no-effect": 0, "total": 1} in pivot
+    assert {
+        "mechanism": "neural-stimulation",
+        "design": "rct",
+        "supports": 1,
+        "contradicts": 0,
+        "mixed": 0,
+        "no-effect": 0,
+        "total": 1,
+    } in pivot
     by_level = run_json("summary", "--by", "level")
     assert any(row["level"] == "5" and row["mechanism"] == "inflammatory-healing" for row in by_level)
     csv_header = run("claims", "--format", "csv").stdout.splitlines()[0]
     assert "supports_human" in csv_header and "level1_supports" in csv_header
 
 
-def test_db_path_honours_option_env_and_home(isolated_home: Path, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_db_path_honours_option_env_and_home(
+    isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert run("db", "path").stdout.strip() == f"sqlite:///{isolated_home / 'evidence.db'}"
     other = tmp_path / "clinic.db"
     assert run("--db", str(other), "db", "path").stdout.strip() == f"sqlite:///{other}"

@@ -17,8 +17,15 @@ pytestmark = pytest.mark.slow
 def evidence(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("evidence", path=str(Path(sys.executable).parent))
     command = [exe] if exe else [sys.executable, str(Path(__file__).parent.parent / "cli.py")]
-    result = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=60,
-                            stdin=subprocess.DEVNULL, check=False)
+    result = subprocess.run(
+        [*command, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     if check:
         assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
     return result
@@ -33,13 +40,30 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_fresh_library_query_edit_and_errors(env: dict[str, str], tmp_path: Path) -> None:
-    rows = json.loads(evidence("find", "--mechanism", "inflammatory-healing", "--format", "json", env=env).stdout)
+    rows = json.loads(
+        evidence("find", "--mechanism", "inflammatory-healing", "--format", "json", env=env).stdout
+    )
     assert rows and all("inflammatory-healing" in r["mechanisms"] for r in rows)
     assert (tmp_path / "e2e.db").exists()
 
-    evidence("add", "--title", "Scraping and calf perfusion", "--author", "Roe, R", "--year", "2024",
-             "--design", "case-series", "--population", "human", "--claim", "blood-flow", "--stance", "supports",
-             env=env)
+    evidence(
+        "add",
+        "--title",
+        "Scraping and calf perfusion",
+        "--author",
+        "Roe, R",
+        "--year",
+        "2024",
+        "--design",
+        "case-series",
+        "--population",
+        "human",
+        "--claim",
+        "blood-flow",
+        "--stance",
+        "supports",
+        env=env,
+    )
     shown = json.loads(evidence("show", "roe2024scraping", "--format", "json", env=env).stdout)
     assert shown["level"] == 4
 
@@ -59,6 +83,20 @@ def test_fresh_library_query_edit_and_errors(env: dict[str, str], tmp_path: Path
 
 def test_help_lists_every_command(env: dict[str, str]) -> None:
     out = evidence("--help", env=env).stdout
-    for name in ("find", "show", "add", "edit", "remove", "tag", "untag", "link", "unlink", "note",
-                 "mechanisms", "claims", "summary", "db"):
+    for name in (
+        "find",
+        "show",
+        "add",
+        "edit",
+        "remove",
+        "tag",
+        "untag",
+        "link",
+        "unlink",
+        "note",
+        "mechanisms",
+        "claims",
+        "summary",
+        "db",
+    ):
         assert f"  {name}" in out
