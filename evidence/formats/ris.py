@@ -1,0 +1,211 @@
+"""RIS (EndNote, Zotero, Mendeley, RevMan): export (`write_ris`) and a streaming import (`read_ris`).
+
+Tags written: `TY`, `ID` (citekey), `AU` (`Family, Given`; an organisation as its bare name, without a
+comma, which Zotero reads as a single-field name), `TI`, `T2` (journal), `PY`, `VL`, `IS`, `SP`/`EP`,
+`C7` (article number, as EndNote), `DO`, `SN`, `PB`, `UR`, `LA`, `AN` (PMID, as PubMed/EndNote), `C2`
+(PMCID, as EndNote's PubMed filter), `AB`, one `KW` per evidence keyword or tag, one `N1` per note line
+(notices, findings, condition, body region, sample size, notes), `ER`.
+
+The reader is a plain line loop rather than rispy: it streams (rispy builds the whole list), reports the
+line of a malformed record, and keeps multi-line values (a line without a tag continues the previous
+value). rispy stays the independent reader in the tests.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
+
+from evidence.errors import ImportFormatError
+from evidence.formats.common import (
+    CitekeyAllocator,
+    Study,
+    apply_keywords,
+    apply_note_lines,
+    empty_study,
+    evidence_keywords,
+    evidence_note_lines,
+    finalize_imported,
+    normalise_pages,
+    person,
+    split_pages,
+    year_from,
+)
+
+_RIS_TYPES = {
+    "journal-article": "JOUR",
+    "book": "BOOK",
+    "monograph": "BOOK",
+    "edited-book": "EDBOOK",
+    "book-chapter": "CHAP",
+    "proceedings-article": "CPAPER",
+    "dissertation": "THES",
+    "report": "RPRT",
+}
+_PUBLICATION_TYPES = {
+    "JOUR": "journal-article",
+    "JFULL": "journal-article",
+    "EJOUR": "journal-article",
+    "MGZN": "journal-article",
+    "BOOK": "book",
+    "EBOOK": "book",
+    "EDBOOK": "edited-book",
+    "CHAP": "book-chapter",
+    "ECHAP": "book-chapter",
+    "CPAPER": "proceedings-article",
+    "CONF": "proceedings-article",
+    "THES": "dissertation",
+    "RPRT": "report",
+}
+
+
+def _line(tag: str, value: Any) -> str:
+    # A value spanning lines: RIS readers (ours, EndNote, Zotero) append untagged lines to the last tag.
+    text = str(value).replace("\r\n", "\n").replace("\r", "\n")
+    return f"{tag}  - {text}\n"
+
+
+def format_record(study: Study, key: str) -> str:
+    """One RIS record (TY ... ER) for a study."""
+    out = [_line("TY", _RIS_TYPES.get(study.get("publication_type") or "", "GEN")), _line("ID", key)]
+    for author in study.get("authors") or []:
+        if author.get("name"):
+            out.append(_line("AU", author["name"]))
+        else:
+            out.append(_line("AU", f"{author.get('family') or ''}, {author.get('given') or ''}".rstrip()))
+    out.append(_line("TI", study.get("title") or ""))
+    for tag, key_ in (("T2", "journal"), ("PY", "year"), ("VL", "volume"), ("IS", "issue")):
+        if study.get(key_) not in (None, ""):
+            out.append(_line(tag, study[key_]))
+    first, last = split_pages(study.get("pages"))
+    if first:
+        out.append(_line("SP", first))
+    if last:
+        out.append(_line("EP", last))
+    for tag, key_ in (
+        ("C7", "article_number"),
+        ("DO", "doi"),
+        ("SN", "issn"),
+        ("PB", "publisher"),
+        ("UR", "url"),
+        ("LA", "language"),
+        ("AN", "pmid"),
+        ("C2", "pmcid"),
+        ("AB", "abstract"),
+    ):
+        if study.get(key_) not in (None, ""):
+            out.append(_line(tag, study[key_]))
+    out.extend(_line("KW", keyword) for keyword in evidence_keywords(study))
+    out.extend(_line("N1", note) for note in evidence_note_lines(study))
+    out.append("ER  - \n\n")
+    return "".join(out)
+
+
+def write_ris(studies: Iterable[Study], out: TextIO) -> int:
+    """Write studies as RIS records; returns the count."""
+    keys = CitekeyAllocator()
+    count = 0
+    for study in studies:
+        out.write(format_record(study, keys.key_for(study)))
+        count += 1
+    return count
+
+
+_TAG_RE = re.compile(r"^([A-Z][A-Z0-9])  ?-(?: (.*))?$")
+
+
+def read_ris(stream: TextIO, path: str = "<stdin>") -> Iterator[Study]:
+    """Yield a study dict per RIS record, streaming; `ImportFormatError` names the line."""
+    record: dict[str, list[str]] | None = None
+    start = 0
+    last_tag: str | None = None
+    lineno = 0
+    for lineno, raw in enumerate(stream, start=1):
+        line = raw.rstrip("\r\n")
+        if lineno == 1:
+            line = line.lstrip("\ufeff")
+        match = _TAG_RE.match(line)
+        if match is None:
+            if record is not None and last_tag is not None:
+                values = record[last_tag]
+                values[-1] = f"{values[-1]}\n{line}" if values[-1] else line
+            elif line.strip():
+                raise ImportFormatError(path, lineno, "expected a tagged line like 'TY  - JOUR'")
+            continue
+        tag, value = match.group(1), (match.group(2) or "").strip()
+        if tag == "TY":
+            if record is not None:
+                raise ImportFormatError(
+                    path, lineno, f"the record starting at line {start} has no 'ER  - ' before this 'TY'"
+                )
+            record, start, last_tag = {"TY": [value]}, lineno, "TY"
+        elif record is None:
+            raise ImportFormatError(path, lineno, f"expected 'TY  - ' to start a record, got tag {tag}")
+        elif tag == "ER":
+            yield _study_from_record(record, start, path)
+            record, last_tag = None, None
+        else:
+            record.setdefault(tag, []).append(value)
+            last_tag = tag
+    if record is not None:
+        raise ImportFormatError(
+            path, start, "this record is never closed: expected 'ER  - ' before the end of the file"
+        )
+
+
+def _first(record: dict[str, list[str]], *tags: str) -> str | None:
+    for tag in tags:
+        for value in record.get(tag, ()):
+            text = value.strip()
+            if text:
+                return text
+    return None
+
+
+def _study_from_record(record: dict[str, list[str]], line: int, path: str) -> Study:
+    study = empty_study()
+    study["_line"] = line
+    study["publication_type"] = _PUBLICATION_TYPES.get(record["TY"][0].upper())
+    title = _first(record, "TI", "T1", "CT", "BT")
+    if title is None:
+        raise ImportFormatError(path, line, "this record has no title (expected 'TI  - ...')")
+    study["title"] = " ".join(title.split())
+    study["citekey"] = _first(record, "ID")
+    authors = []
+    for value in record.get("AU", []) + record.get("A1", []):
+        name = " ".join(value.split())
+        if not name:
+            continue
+        if "," in name:
+            family, _, given = name.partition(",")
+            authors.append(person(family.strip(), given.strip() or None))
+        else:
+            authors.append({"name": name})
+    study["authors"] = authors
+    study["journal"] = _first(record, "T2", "JF", "JO", "JA", "J2")
+    date = _first(record, "PY", "Y1", "DA")
+    if date:
+        study["year"] = year_from(date)
+        if study["year"] is None:
+            raise ImportFormatError(path, line, f"expected a four-digit year in PY, got {date!r}")
+    study["volume"] = _first(record, "VL")
+    study["issue"] = _first(record, "IS")
+    first, last = _first(record, "SP"), _first(record, "EP")
+    study["pages"] = normalise_pages(f"{first}-{last}" if first and last else first or last)
+    study["article_number"] = _first(record, "C7")
+    doi = _first(record, "DO")
+    if doi:
+        study["doi"] = re.sub(r"^(?:https?://(?:dx\.)?doi\.org/|doi:)", "", doi, flags=re.I)
+    study["issn"] = _first(record, "SN")
+    study["publisher"] = _first(record, "PB")
+    study["url"] = _first(record, "UR", "L2")
+    study["language"] = _first(record, "LA")
+    pmid = _first(record, "AN")
+    study["pmid"] = pmid if pmid and pmid.isdigit() else None
+    study["pmcid"] = _first(record, "C2")
+    abstract = _first(record, "AB", "N2")
+    study["abstract"] = abstract
+    apply_keywords(study, record.get("KW", []))
+    apply_note_lines(study, record.get("N1", []))
+    return finalize_imported(study)
