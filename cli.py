@@ -452,6 +452,19 @@ def given_fields(params: dict[str, Any]) -> dict[str, Any]:
 )
 @click.option("--stance", type=choice(vocab.STANCES), default=None, help="Stance on every --claim given.")
 @click.option("--finding", default=None, help="One-line finding for the --claim links.")
+@click.option(
+    "--citation",
+    default=None,
+    metavar="TEXT",
+    help="Find the study in Crossref from a free-text citation (stored only if the match is confident).",
+)
+@click.option(
+    "--pick",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="With --citation: store candidate N.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @pass_state
 def add(
@@ -462,17 +475,35 @@ def add(
     claims: tuple[str, ...],
     stance: str | None,
     finding: str | None,
+    citation: str | None,
+    pick: int | None,
     fmt: str,
     **params: Any,
 ) -> None:
-    """Add a study by hand (validated; a duplicate DOI, PMID or citekey is refused).
+    """Add a study by hand, or from Crossref by DOI or citation (a duplicate DOI, PMID or citekey is refused).
+
+    With --doi and no --title the record is fetched from Crossref (authors with ORCID, journal, abstract,
+    ISSN, citations, retraction status...). With --citation, Crossref's candidates are checked on title,
+    first author and year; a confident match is stored, otherwise the ranked candidates are shown and
+    nothing is stored until you rerun with --pick N. Other options (claims, design, tags...) apply too.
 
     \b
     Examples:
       evidence add --title "IASTM for lateral elbow pain" --author "Doe, Jane" --year 2024 \\
           --journal "J Hand Ther" --design rct --population human --pedro 7 \\
           --claim pain-modulation --stance supports --finding "Pain fell more than with sham at 6 weeks"
+      evidence add --doi 10.1016/j.jbmt.2011.02.004 --claim fascial-gliding --stance supports
+      evidence add --citation "Markovic G (2015) Acute effects of IASTM vs foam rolling. J Bodyw Mov Ther"
+      evidence add --citation "Markovic 2015 IASTM foam rolling" --pick 2
     """
+    fields = given_fields(params)
+    if pick is not None and citation is None:
+        raise click.UsageError("--pick goes with --citation")
+    if citation is not None and (fields.get("title") or fields.get("doi")):
+        raise click.UsageError("--citation cannot be combined with --title or --doi")
+    if citation is not None or (fields.get("doi") and not fields.get("title")):
+        add_from_crossref(state, fields, authors, tags, claims, stance, finding, citation, pick, fmt)
+        return
     from evidence.library import add_manual
 
     with state.database().transaction() as session:
@@ -486,6 +517,61 @@ def add(
             finding=finding,
         )
     render_study(study, fmt, verb="added")
+
+
+def add_from_crossref(
+    state: AppState,
+    fields: dict[str, Any],
+    authors: tuple[str, ...],
+    tags: tuple[str, ...],
+    claims: tuple[str, ...],
+    stance: str | None,
+    finding: str | None,
+    citation: str | None,
+    pick: int | None,
+    fmt: str,
+) -> None:
+    """`add --doi` (no --title) and `add --citation`: fetch, store, show."""
+    from evidence import enrich
+    from evidence.errors import AmbiguousMatch
+
+    client = enrich.make_client(state.settings)
+    options: dict[str, Any] = {
+        "fields": fields,
+        "authors": authors,
+        "tags": tags,
+        "claims": claims,
+        "stance": stance,
+        "finding": finding,
+    }
+    with state.database().transaction() as session:
+        if citation is None:
+            study = enrich.add_by_doi(session, client, str(fields["doi"]), **options)
+        else:
+            added = enrich.add_by_citation(session, client, citation, pick=pick, **options)
+            if added.study is None:
+                emit_candidates(added.decision, fmt)
+                raise AmbiguousMatch(
+                    f"ambiguous: {added.decision.why}; nothing stored. "
+                    "Rerun with --pick N to store candidate N"
+                    if added.decision.candidates
+                    else "Crossref found no candidate for this citation; nothing stored"
+                )
+            study = added.study
+            assert added.picked is not None
+            click.echo(f"matched {added.picked.work.doi}: {added.decision.why}", err=True)
+    render_study(study, fmt, verb="added from Crossref")
+
+
+CANDIDATE_TABLE = ("rank", "confidence", "doi", "year", "first_author", "title", "reasons")
+
+
+def emit_candidates(decision: Any, fmt: str) -> None:
+    """Ranked Crossref candidates on stdout (a table, or the decision as JSON)."""
+    if fmt == "json":
+        click.echo(json.dumps(decision.as_dict(), ensure_ascii=False, indent=2))
+        return
+    emit_rows([c.as_dict() for c in decision.candidates], "table", None, None, table_columns=CANDIDATE_TABLE)
 
 
 def render_study(study: dict[str, Any], fmt: str, *, verb: str) -> None:
@@ -754,6 +840,195 @@ def summary(state: AppState, by: str, fmt: str, columns: str | None, output: str
         frame = summary_frame(session, by)
     rows = frame.to_dict(orient="records") if len(frame) else []
     emit_rows(rows, fmt, output, columns)
+
+
+# --- Crossref -----------------------------------------------------------------------------------------
+
+
+class StderrProgress:
+    """A click progress bar on stderr, sized on the first report; hidden with --quiet or without a TTY."""
+
+    def __init__(self, label: str, quiet: bool) -> None:
+        self.label = label
+        self.show = not quiet and sys.stderr.isatty()
+        self.bar: Any = None
+
+    def __call__(self, _item: Any, _done: int, total: int) -> None:
+        if not self.show:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(1)
+
+    def __enter__(self) -> StderrProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+@cli.command()
+@click.argument("citation", required=False)
+@click.option("--missing", is_flag=True, help="Resolve every study in the library that has no DOI.")
+@click.option("--apply", is_flag=True, help="With --missing: store the DOIs of confident matches.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@output_options
+@pass_state
+def resolve(
+    state: AppState,
+    /,
+    citation: str | None,
+    missing: bool,
+    apply: bool,
+    quiet: bool,
+    fmt: str,
+    columns: str | None,
+    output: str | None,
+) -> None:
+    """Find the DOI of a free-text citation in Crossref, checked on title, first author and year.
+
+    A match is confident only when the title is at least 90% similar, the first author's family name or the
+    year agrees with the text (neither contradicts it), and the runner-up is clearly behind; Crossref's own
+    score never decides. Exit 1 when no candidate is confident (the ranked candidates are still shown).
+    With --missing, every study without a DOI is looked up from its own fields; --apply stores the DOI of
+    each confident match (nothing else: run `evidence enrich` next).
+
+    \b
+    Examples:
+      evidence resolve "Markovic G. Acute effects of IASTM vs foam rolling ... J Bodyw Mov Ther 2015;19:690"
+      evidence resolve --missing
+      evidence resolve --missing --apply --format json
+    """
+    from evidence import enrich
+    from evidence.errors import AmbiguousMatch
+
+    if missing == bool(citation):
+        raise click.UsageError("give a citation, or --missing (not both)")
+    if apply and not missing:
+        raise click.UsageError("--apply goes with --missing")
+    client = enrich.make_client(state.settings)
+    if citation:
+        decision = enrich.resolve_citation(client, citation)
+        rows = [c.as_dict() for c in decision.candidates]
+        emit_rows(rows, fmt, output, columns, table_columns=CANDIDATE_TABLE)
+        if not decision.confident:
+            raise AmbiguousMatch(f"no confident match: {decision.why}")
+        assert decision.match is not None
+        click.echo(f"confident match: candidate 1, {decision.match.work.doi}: {decision.why}", err=True)
+        return
+    with StderrProgress("Resolving", quiet) as progress, state.database().transaction() as session:
+        found = enrich.resolve_missing(session, client, apply=apply, on_progress=progress)
+    emit_rows(
+        [item.row() for item in found],
+        fmt,
+        output,
+        columns,
+        table_columns=("id", "citekey", "found", "best_candidate", "confidence", "applied", "why", "note"),
+    )
+    confident = sum(1 for item in found if item.decision.confident)
+    applied = sum(1 for item in found if item.applied)
+    click.echo(
+        f"{len(found)} studies without a DOI: {confident} confident matches"
+        + (f", {applied} DOIs stored" if apply else " (--apply stores them)")
+        + f", {len(found) - confident} ambiguous or not found",
+        err=True,
+    )
+
+
+ENRICH_TABLE = ("id", "citekey", "doi", "outcome", "filled", "conflicts", "status", "detail")
+
+
+@cli.command(name="enrich")
+@click.argument("refs", nargs=-1, type=REF)
+@click.option("--all", "all_studies", is_flag=True, help="Every study in the library.")
+@click.option("--refresh", is_flag=True, help="Ask Crossref again even for DOIs already in the cache.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@output_options
+@pass_state
+def enrich_command(
+    state: AppState,
+    /,
+    refs: tuple[str, ...],
+    all_studies: bool,
+    refresh: bool,
+    quiet: bool,
+    fmt: str,
+    columns: str | None,
+    output: str | None,
+) -> None:
+    """Fill in what is missing from Crossref (abstract, ISSN, ORCIDs, citations, retraction status...).
+
+    Only empty fields are filled; a field you or the seed curated that differs from Crossref is reported
+    as a conflict and kept. Status, updates and citation counts always follow Crossref. Up to 50 DOIs go in
+    one request and each chunk of 50 studies is committed, so an interrupted run keeps what it finished;
+    DOIs already fetched come from the cache (no request) unless --refresh. Prints a per-study report; exit 1
+    if any study failed or its DOI is not in Crossref.
+
+    \b
+    Examples:
+      evidence enrich --all
+      evidence enrich crothers2016spinal 10.1016/j.jbmt.2011.02.004
+      evidence enrich --all --refresh --format json -o enrich.json
+    """
+    from evidence import enrich
+
+    if bool(refs) == all_studies:
+        raise click.UsageError("give one or more REFs, or --all (not both)")
+    client = enrich.make_client(state.settings)
+    database = state.database()
+    with StderrProgress("Enriching", quiet) as progress:
+        report = enrich.enrich(database, client, list(refs) or None, refresh=refresh, on_progress=progress)
+    emit_rows([item.row() for item in report.items], fmt, output, columns, table_columns=ENRICH_TABLE)
+    click.echo(report.summary(), err=True)
+    if report.failed:
+        raise click.ClickException("some studies could not be enriched (see the report above)")
+
+
+CHECK_TABLE = ("id", "citekey", "doi", "status", "updates")
+
+
+@cli.command()
+@click.option("--cached", is_flag=True, help="Re-read the cached records instead of asking Crossref again.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@output_options
+@pass_state
+def check(
+    state: AppState, /, cached: bool, quiet: bool, fmt: str, columns: str | None, output: str | None
+) -> None:
+    """Check every study with a DOI for retractions, corrections and expressions of concern.
+
+    Asks Crossref for each work's `updated-by` notices (publisher and Retraction Watch), 50 DOIs per
+    request, and updates each study's status; `find` and `show` then mark retracted studies and
+    `find --exclude-retracted` hides them. Lists the studies with a notice; exit 0 when the check ran (even
+    if it found retractions), 1 if Crossref could not be reached.
+
+    \b
+    Examples:
+      evidence check
+      evidence check --format json
+    """
+    from evidence import enrich
+
+    client = enrich.make_client(state.settings)
+    with StderrProgress("Checking", quiet) as progress:
+        result = enrich.check_updates(state.database(), client, refresh=not cached, on_progress=progress)
+    rows = [item.row() for item in result.flagged]
+    if rows or fmt != "table":
+        emit_rows(rows, fmt, output, columns, table_columns=CHECK_TABLE)
+    click.echo(result.summary(), err=True)
+    retracted = result.count("retracted")
+    if retracted:
+        noun = "study is" if retracted == 1 else "studies are"
+        click.echo(
+            f"WARNING: {retracted} retracted {noun} in the library "
+            "(marked [RETRACTED] by find; find --exclude-retracted hides them)",
+            err=True,
+        )
+    if result.failed:
+        first = result.failed[0].detail
+        raise click.ClickException(f"{len(result.failed)} studies were not checked: {first}")
 
 
 # --- database -----------------------------------------------------------------------------------------

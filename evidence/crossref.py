@@ -676,19 +676,24 @@ class _Failure:
                 f"Crossref is limiting our requests and refused {subject}{tries}{wait}",
                 doi=doi,
                 retry_after=self.retry_after,
+                reason=f"HTTP 429{tries}",
             )
         if self.kind == "timeout":
             return CrossrefUnavailable(
                 f"Crossref did not answer in time for {subject} (timed out after {timeout:g} s{tries}; "
                 "slow or no network?)",
                 doi=doi,
+                reason=f"timed out after {timeout:g} s{tries}",
             )
         if self.kind == "network":
-            return CrossrefUnavailable(f"Crossref could not be reached for {subject} (no network?)", doi=doi)
+            return CrossrefUnavailable(
+                f"Crossref could not be reached for {subject} (no network?)", doi=doi, reason=self.detail
+            )
         if self.kind == "server":
             return CrossrefUnavailable(
                 f"Crossref had a server error (HTTP {self.status}) for {subject}{tries}; try again later",
                 doi=doi,
+                reason=f"server error HTTP {self.status}{tries}",
             )
         if self.kind == "rejected":
             return CrossrefError(

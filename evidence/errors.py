@@ -64,8 +64,9 @@ class SeedDataError(EvidenceError):
 class CrossrefError(EvidenceError):
     """Any failure talking to Crossref."""
 
-    def __init__(self, message: str, doi: str | None = None) -> None:
+    def __init__(self, message: str, doi: str | None = None, reason: str | None = None) -> None:
         self.doi = doi
+        self.reason = reason  # a short cause ("connection refused", "timed out after 20 s"), if known
         super().__init__(message)
 
 
@@ -76,9 +77,15 @@ class DoiNotFound(CrossrefError):
 class RateLimited(CrossrefError):
     """Crossref kept answering 429 after our retries."""
 
-    def __init__(self, message: str, doi: str | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        doi: str | None = None,
+        retry_after: float | None = None,
+        reason: str | None = None,
+    ) -> None:
         self.retry_after = retry_after
-        super().__init__(message, doi)
+        super().__init__(message, doi, reason)
 
 
 class CrossrefUnavailable(CrossrefError):
