@@ -55,7 +55,7 @@ def synthetic_work(doi: str) -> dict[str, Any]:
     message: dict[str, Any] = {
         "DOI": doi,
         "type": "journal-article",
-        "title": [f"Instrument-assisted soft tissue mobilisation, synthetic trial {number}"],
+        "title": [f"Synthetic trial {number}"],  # as in the library: no conflicts to report
         "container-title": ["Journal of Synthetic Manual Therapy"],
         "author": [
             {
