@@ -1031,6 +1031,207 @@ def check(
         raise click.ClickException(f"{len(result.failed)} studies were not checked: {first}")
 
 
+# --- citation lists: export, cite, import ---------------------------------------------------------------
+
+EXPORT_FORMAT_NAMES = ("bibtex", "biblatex", "ris", "csljson", "csv", "xlsx")
+IMPORT_FORMAT_NAMES = ("auto", "bibtex", "ris", "csljson", "nbib", "csv")
+CITE_SORTS = ("level", "year", "pedro", "title", "relevance")
+
+
+def selection_options(func: F) -> F:
+    """REFs, find's filters and --sort: which studies `export` and `cite` take."""
+    func = click.option(
+        "--sort",
+        type=click.Choice(CITE_SORTS),
+        default=None,
+        help="Order: level (default), year, pedro, title, relevance (--text); REFs keep their order.",
+    )(func)
+    func = find_filter_options(func)
+    return click.argument("refs", nargs=-1, type=REF)(func)
+
+
+def selected_ids(session: Any, refs: tuple[str, ...], sort: str | None, params: dict[str, Any]) -> list[int]:
+    from evidence.exchange import select_ids
+
+    return select_ids(session, make_filters(params), refs, sort=sort)
+
+
+@cli.command()
+@selection_options
+@click.option(
+    "--to",
+    "fmt",
+    type=click.Choice(EXPORT_FORMAT_NAMES),
+    default="bibtex",
+    show_default=True,
+    help="Format: BibTeX, BibLaTeX, RIS, CSL-JSON, CSV or Excel (xlsx needs -o FILE).",
+)
+@click.option("-o", "--output", metavar="FILE", default=None, help="Write to FILE (default: stdout).")
+@pass_state
+def export(
+    state: AppState, /, refs: tuple[str, ...], sort: str | None, fmt: str, output: str | None, **params: Any
+) -> None:
+    """Export studies as a citation file for Zotero, EndNote, LaTeX, RevMan or a spreadsheet.
+
+    Takes REFs (id, citekey, DOI or PMID), or the same filters as `find` (none: the whole library).
+    Mechanisms, claims with stance and finding, evidence level, design, PEDro score, tags and notes travel
+    in keywords and notes; a retracted or corrected study says so in every format. The file is written
+    whole or not at all.
+
+    \b
+    Examples:
+      evidence export --claim pain-modulation --to ris -o pain.ris
+      evidence export --mechanism neural-stimulation --max-level 2 --to bibtex > refs.bib
+      evidence export crothers2016spinal 10.1016/j.jbmt.2011.02.004 --to csljson
+      evidence export --to xlsx -o library.xlsx
+    """
+    from evidence.errors import ExportError
+    from evidence.exchange import export_selection, needs_file
+    from evidence.render import open_output
+
+    if needs_file(fmt) and output in (None, "-"):
+        raise ExportError(f"{fmt} is a binary spreadsheet: give a file to write it to (-o FILE.{fmt})")
+    with state.database().transaction() as session:
+        ids = selected_ids(session, refs, sort, params)
+        with open_output(output, binary=needs_file(fmt)) as out:
+            count = export_selection(session, ids, fmt, out)
+    noun = "study" if count == 1 else "studies"
+    click.echo(f"exported {count} {noun} to {output if output not in (None, '-') else 'stdout'}", err=True)
+
+
+@cli.command()
+@selection_options
+@click.option(
+    "--style",
+    default="american-medical-association",
+    show_default=True,
+    metavar="NAME",
+    help="CSL style: american-medical-association, vancouver, apa, or any name from --list-styles.",
+)
+@click.option("--list-styles", is_flag=True, help="List the installed citation styles and exit.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "html", "markdown"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--by-claim", is_flag=True, help="Group under each claim: supporting, contradicting, ...")
+@click.option("-o", "--output", metavar="FILE", default=None, help="Write to FILE (default: stdout).")
+@pass_state
+def cite(
+    state: AppState,
+    /,
+    refs: tuple[str, ...],
+    sort: str | None,
+    style: str,
+    list_styles: bool,
+    fmt: str,
+    by_claim: bool,
+    output: str | None,
+    **params: Any,
+) -> None:
+    """Print a formatted bibliography (AMA, Vancouver, APA...) of the chosen studies.
+
+    Same selection as `export`. Numbered styles number the studies in the order chosen (--sort, or the
+    REFs' order). Retracted studies are marked [RETRACTED] before the title. With --by-claim, studies are
+    listed under each claim, split by stance, each numbered once.
+
+    \b
+    Examples:
+      evidence cite --claim pain-modulation
+      evidence cite --claim mechanoreceptor-rom --style vancouver --format markdown -o refs.md
+      evidence cite crothers2016spinal bayliss2011treatment --style apa --format html
+      evidence cite --mechanism neural-stimulation --by-claim
+      evidence cite --list-styles
+    """
+    from evidence.exchange import cite_selection
+    from evidence.exchange import list_styles as installed_styles
+    from evidence.render import open_output
+
+    if list_styles:
+        click.echo("\n".join(installed_styles()))
+        return
+    with state.database().transaction() as session:
+        ids = selected_ids(session, refs, sort, params)
+        text = cite_selection(session, ids, style=style, fmt=fmt, by_claim=by_claim)
+    with open_output(output) as out:
+        out.write(text)
+    if output not in (None, "-"):
+        noun = "study" if len(ids) == 1 else "studies"
+        click.echo(f"cited {len(ids)} {noun} in {output}", err=True)
+
+
+class ByteProgress:
+    """A progress bar over the bytes of a file on stderr; only for big files, hidden without a TTY."""
+
+    MIN_BYTES = 1_000_000
+
+    def __init__(self, label: str, quiet: bool) -> None:
+        self.label = label
+        self.show = not quiet and sys.stderr.isatty()
+        self.bar: Any = None
+        self.done = 0
+
+    def __call__(self, position: int, size: int) -> None:
+        if not self.show or size < self.MIN_BYTES:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=size, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(max(0, position - self.done))
+        self.done = max(self.done, position)
+
+    def __enter__(self) -> ByteProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+@cli.command(name="import")
+@click.argument("file", metavar="FILE")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(IMPORT_FORMAT_NAMES),
+    default="auto",
+    show_default=True,
+    help="File format (auto: recognised from the content).",
+)
+@click.option("--dry-run", is_flag=True, help="Do everything, report, and roll back: nothing is written.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@pass_state
+def import_command(state: AppState, /, file: str, fmt: str, dry_run: bool, quiet: bool) -> None:
+    """Import a citation file (BibTeX, RIS, CSL-JSON, PubMed NBIB or our CSV); FILE '-' reads stdin.
+
+    Every record is checked first; duplicates are found by DOI, PMID, or title + first author + year
+    (fuzzy) against the library and within the file, and merged field by field: missing fields are
+    filled, differing ones reported as conflicts and never overwritten. Claims, mechanisms, levels, tags
+    and notes written by `evidence export` come back. One transaction: a malformed record anywhere stops
+    the import with its line, and the library is unchanged.
+
+    \b
+    Examples:
+      evidence import zotero.ris
+      evidence import pubmed-search.nbib --dry-run
+      evidence import colleague.bib --format bibtex
+      cat refs.json | evidence import -
+    """
+    from evidence.exchange import import_path, import_stream
+
+    database = state.database()
+    if file == "-":
+        report = import_stream(database, sys.stdin, fmt=fmt, dry_run=dry_run)
+    else:
+        with ByteProgress("Importing", quiet) as progress:
+            report = import_path(database, file, fmt=fmt, dry_run=dry_run, on_progress=progress)
+    for line in report.summary_lines(dry_run=dry_run):
+        click.echo(line, err=True)
+
+
 # --- database -----------------------------------------------------------------------------------------
 
 

@@ -74,6 +74,7 @@ _SCALARS = (
     "sample_size",
     "pedro",
 )
+STATUSES = ("ok", "corrected", "expression-of-concern", "retracted")  # least to most severe
 TITLE_MATCH = 92.0  # rapidfuzz ratio (0-100) on normalised titles, with the same first author and year
 CHUNK = 2000
 
@@ -114,6 +115,32 @@ class ImportReport:
     def conflicts(self) -> list[ImportOutcome]:
         return [o for o in self.outcomes if o.conflicts]
 
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary_lines(self, *, dry_run: bool = False) -> list[str]:
+        """What the import did (or, for a dry run, would do): one count line, then one line per conflict."""
+        counts = self.counts
+        conflicts = sum(len(o.conflicts) for o in self.outcomes)
+        head = f"{'dry run, nothing written: would import' if dry_run else 'imported'} {self.path}: "
+        head += (
+            f"{self.total} records: {counts['added']} added, {counts['merged']} merged into library studies, "
+            f"{counts['unchanged']} already in the library unchanged, "
+            f"{counts['duplicate-in-file']} duplicates within the file, {conflicts} conflicts"
+        )
+        lines = [head]
+        for outcome in self.outcomes:
+            where = f"{self.path}:{outcome.line}" if outcome.line is not None else self.path
+            if dry_run and outcome.action != "added":
+                detail = f" (filled {', '.join(outcome.filled)})" if outcome.filled else ""
+                lines.append(
+                    f"  {where}: {outcome.action} -> {outcome.study} by {outcome.matched_by}{detail}"
+                )
+            for conflict in outcome.conflicts:
+                lines.append(f"  {where}: conflict with {outcome.study}: {conflict}")
+        return lines
+
 
 def normalise_title(title: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9 ]", " ", records.ascii_fold(title).lower()).split())
@@ -153,19 +180,32 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
             for a in authors
         ]
         clean["tags"] = list(dict.fromkeys(records.normalize_tag(t) for t in raw.get("tags") or []))
-        clean["claims"] = [
-            {
-                "claim": records.check_claim(str(c["claim"])),
-                "stance": records.check_stance(str(c["stance"])),
-                "finding": c.get("finding"),
-            }
-            for c in raw.get("claims") or []
-        ]
+        clean["claims"] = []
+        for claim in raw.get("claims") or []:
+            name = records.check_claim(str(claim["claim"]))
+            if not claim.get("stance"):
+                raise ImportFormatError(
+                    path,
+                    line,
+                    f"claim {name!r} has no stance: expected claim:{name}:STANCE with STANCE one of "
+                    f"{', '.join(vocab.STANCES)}",
+                )
+            if any(c["claim"] == name for c in clean["claims"]):
+                continue  # one link per claim (the first stance given wins, as in the library)
+            clean["claims"].append(
+                {
+                    "claim": name,
+                    "stance": records.check_stance(str(claim["stance"])),
+                    "finding": claim.get("finding"),
+                }
+            )
         clean["notes"] = raw.get("notes") or None
         status = raw.get("status") or "ok"
-        clean["status"] = (
-            status if status in ("ok", "retracted", "corrected", "expression-of-concern") else "ok"
-        )
+        if status not in STATUSES:
+            raise ImportFormatError(
+                path, line, f"unknown status {status!r}; expected one of {', '.join(STATUSES)}"
+            )
+        clean["status"] = status
         clean["updates"] = list(raw.get("updates") or [])
     except ImportFormatError:
         raise
@@ -229,13 +269,23 @@ def _library_index(session: Session) -> DuplicateIndex:
     return index
 
 
-def _merge_into_study(session: Session, study: Study, rec: Mapping[str, Any], outcome: ImportOutcome) -> None:
+def _merge_into_study(
+    session: Session, study: Study, rec: Mapping[str, Any], outcome: ImportOutcome, index: DuplicateIndex
+) -> None:
     sources = dict(study.field_sources or {})
     for name in MERGE_FIELDS:
         new = rec.get(name)
         if new in (None, ""):
             continue
         old = getattr(study, name)
+        if old in (None, "") and name in ("doi", "pmid"):
+            # The record matched this study by another identifier, but its DOI/PMID belongs to a different
+            # study: filling it would break uniqueness (and one of the two matches is wrong). Report it.
+            owner = (index.by_doi if name == "doi" else index.by_pmid).get(new)
+            if owner is not None and owner != f"id:{study.id}":
+                outcome.conflicts.append(f"{name}: {new} belongs to another study ({owner}); not filled")
+                continue
+            (index.by_doi if name == "doi" else index.by_pmid)[new] = f"id:{study.id}"
         if old in (None, ""):
             setattr(study, name, new)
             sources[name] = "import"
@@ -268,8 +318,11 @@ def _merge_into_study(session: Session, study: Study, rec: Mapping[str, Any], ou
         else:
             study.notes = rec["notes"]
             outcome.filled.append("notes")
-    if rec["status"] != "ok" and study.status == "ok":
-        study.status, study.updates = rec["status"], rec["updates"]
+    if STATUSES.index(rec["status"]) > STATUSES.index(study.status or "ok"):
+        # A retraction (or a correction) is a fact about the paper, not a curated choice: the more
+        # severe status wins, with the file's notices.
+        study.status = rec["status"]
+        study.updates = rec["updates"] or list(study.updates or [])
         outcome.filled.append("status")
     if outcome.filled:
         study.field_sources = sources
@@ -282,9 +335,28 @@ def _merge_pending(pending: dict[str, Any], rec: Mapping[str, Any], outcome: Imp
         if pending.get(name) in (None, "") and rec.get(name) not in (None, ""):
             pending[name] = rec[name]
             outcome.filled.append(name)
-    for key in ("tags", "claims"):
-        have = {repr(x) for x in pending[key]}
-        pending[key].extend(x for x in rec[key] if repr(x) not in have)
+        elif (
+            rec.get(name) not in (None, "")
+            and str(pending[name]).strip().lower() != str(rec[name]).strip().lower()
+        ):
+            outcome.conflicts.append(f"{name}: first record has {pending[name]!r}, this one {rec[name]!r}")
+    if not pending["authors"] and rec["authors"]:
+        pending["authors"] = rec["authors"]
+        outcome.filled.append("authors")
+    pending["tags"].extend(t for t in rec["tags"] if t not in pending["tags"])
+    linked = {c["claim"]: c for c in pending["claims"]}
+    for claim in rec["claims"]:
+        if claim["claim"] not in linked:
+            pending["claims"].append(claim)
+            outcome.filled.append(f"claim {claim['claim']}")
+        elif linked[claim["claim"]]["stance"] != claim["stance"]:
+            outcome.conflicts.append(
+                f"claim {claim['claim']}: first record says {linked[claim['claim']]['stance']}, "
+                f"this one {claim['stance']}"
+            )
+    if STATUSES.index(rec["status"]) > STATUSES.index(pending["status"]):
+        pending["status"], pending["updates"] = rec["status"], rec["updates"]
+        outcome.filled.append("status")
 
 
 def import_records(
@@ -314,16 +386,21 @@ def import_records(
         found = index.match(rec)
         if found is not None:
             key, how = found
-            key = index_key_rewrite.get(key, key)
             outcome.matched_by = how
             if key in pending:
                 outcome.action, outcome.study = "duplicate-in-file", key
                 _merge_pending(pending[key], rec, outcome)
-            elif key.startswith("id:"):
+            else:
+                # A study this import already inserted (an earlier chunk) is a duplicate within the file.
+                in_file = key in index_key_rewrite
+                key = index_key_rewrite.get(key, key)
                 study = session.get(Study, int(key[3:]))
                 assert study is not None
-                _merge_into_study(session, study, rec, outcome)
-                outcome.action = "merged" if outcome.filled else "unchanged"
+                _merge_into_study(session, study, rec, outcome, index)
+                if in_file:
+                    outcome.action = "duplicate-in-file"
+                else:
+                    outcome.action = "merged" if outcome.filled else "unchanged"
                 outcome.study = study.citekey
             report.record(outcome)
             continue

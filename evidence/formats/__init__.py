@@ -14,6 +14,7 @@ the functions that need them, so `import evidence.formats` stays cheap.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "detect_format",
     "export_studies",
     "read_file",
+    "read_stream",
 ]
 
 Exporter = Callable[[Iterable[Study], Any], int]
@@ -106,19 +108,39 @@ def detect_format(path: str | Path, text_head: str) -> str:
 def read_file(path: str | Path, fmt: str = "auto") -> Iterator[Study]:
     """Stream study dicts from a file; `fmt="auto"` detects the format from the content."""
     path = Path(path)
-    if fmt != "auto" and fmt not in IMPORTERS:
-        raise ImportFormatError(
-            str(path), None, f"unknown format {fmt!r}; valid: auto, {', '.join(IMPORT_FORMATS)}"
-        )
+    check_import_format(str(path), fmt)
     # newline="" keeps CSV cells with line breaks intact; the other readers strip line ends themselves.
     with path.open(encoding="utf-8-sig", newline="" if fmt == "csv" else None) as stream:
+        yield from read_stream(stream, str(path), fmt)
+
+
+def check_import_format(path: str, fmt: str) -> None:
+    """ImportFormatError for a format name that is neither `auto` nor an importer."""
+    if fmt != "auto" and fmt not in IMPORTERS:
+        raise ImportFormatError(
+            path, None, f"unknown format {fmt!r}; valid: auto, {', '.join(IMPORT_FORMATS)}"
+        )
+
+
+def read_stream(stream: TextIO, path: str = "<stdin>", fmt: str = "auto") -> Iterator[Study]:
+    """Stream study dicts from an open text stream (a file, or stdin); `path` names it in errors.
+
+    Detection reads the first 8 KB; a stream that cannot seek back (stdin, a pipe) is read whole first.
+    """
+    check_import_format(path, fmt)
+    try:
         if fmt == "auto":
-            fmt = detect_format(path, stream.read(8192))
-            stream.seek(0)
-        try:
-            yield from IMPORTERS[fmt](stream, str(path))
-        except UnicodeDecodeError as exc:
-            raise ImportFormatError(str(path), None, f"expected UTF-8 text ({exc.reason})") from None
+            if stream.seekable():
+                head = stream.read(8192)
+                stream.seek(0)
+            else:
+                stream = io.StringIO(stream.read())
+                head = stream.read(8192)
+                stream.seek(0)
+            fmt = detect_format(path, head)
+        yield from IMPORTERS[fmt](stream, path)
+    except UnicodeDecodeError as exc:
+        raise ImportFormatError(path, None, f"expected UTF-8 text ({exc.reason})") from None
 
 
 def export_studies(studies: Iterable[Study], fmt: str, out: Any) -> int:

@@ -105,7 +105,7 @@ def _ascii_form(char: str) -> str:
 def _encoder() -> Any:
     # pylatexenc ships no type hints (a bibtexparser 2 dependency, used for the rare LaTeX we do not
     # decode ourselves).
-    from pylatexenc.latexencode import UnicodeToLatexEncoder  # type: ignore[import-untyped]
+    from pylatexenc.latexencode import UnicodeToLatexEncoder
 
     # 'braces-all' gives {\"u}: the form BibTeX treats as one "special character" when it sorts,
     # purifies and abbreviates names. Unknown characters stay UTF-8 rather than becoming '?'.
@@ -116,7 +116,7 @@ def _encoder() -> Any:
 
 @lru_cache(maxsize=1)
 def _decoder() -> Any:
-    from pylatexenc.latex2text import LatexNodes2Text  # type: ignore[import-untyped]
+    from pylatexenc.latex2text import LatexNodes2Text
 
     return LatexNodes2Text(math_mode="text", strict_latex_spaces=True)
 

@@ -1,0 +1,228 @@
+"""Benchmark (issue 4, Speed): import 100,000 BibTeX entries and 100,000 RIS records, export the whole
+library to every format, cite 1,000 studies.
+
+    .venv/bin/python tests/bench/bench_formats.py              # 100,000 studies
+    .venv/bin/python tests/bench/bench_formats.py --n 5000     # a quick look
+
+Generates ``bench-out/formats-N.bib`` and ``bench-out/formats-N.ris`` (reused while the generator is
+unchanged) from `synth` studies, written by our own exporters with realistic variety: about a third of the
+entries carry no evidence keywords or notes (as a Zotero or PubMed export would), accented names go through
+LaTeX escaping, and 0.5% of the entries repeat an earlier one (same DOI) so the duplicate check has work.
+Every step runs ``evidence`` as a fresh process (``--db`` on an empty library made by
+``evidence db init --empty``) and is measured with ``os.wait4``: wall time and the process's own peak
+resident memory. Prints a markdown table and writes it to ``bench-out/formats.md``. Never a pass/fail
+test: the verdict column compares with the targets of issue 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+for path in (HERE, REPO):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import synth  # noqa: E402  (a sibling module; this file runs as a script)
+
+GENERATOR_VERSION = 1
+EVIDENCE = str(Path(sys.executable).with_name("evidence"))
+IMPORT_TARGET_S = 20.0
+EXPORT_TARGET_S = 3.0
+CITE_TARGET_S = 10.0
+MEMORY_TARGET_MB = 500.0
+EXPORTS = (
+    ("bibtex", "bib"),
+    ("biblatex", "bib"),
+    ("ris", "ris"),
+    ("csljson", "json"),
+    ("csv", "csv"),
+    ("xlsx", "xlsx"),
+)
+# Measured on this machine with the same synthetic 100,000 entries (issue 4).
+COMPARISON = {
+    "import bibtex": "pubs 279 s; papis did not import 10,000 in 10 min; bare sqlite3 loader 4.6 s",
+    "import ris": "pubs 279 s (BibTeX); bare sqlite3 loader 4.6 s",
+    "export bibtex": "pubs 11 s; papis 57 s; bare sqlite3 writer 1.0 s",
+}
+DUPLICATE_RATE = 0.005
+PLAIN_RATE = 0.33
+
+
+@dataclass
+class Step:
+    label: str
+    wall_s: float
+    peak_mb: float
+    target_s: float | None
+    note: str = ""
+
+    def row(self, comparison: str) -> str:
+        target = f"<= {self.target_s:g} s, <= {MEMORY_TARGET_MB:g} MB" if self.target_s else "-"
+        if self.target_s is None:
+            verdict = "-"
+        else:
+            ok = self.wall_s <= self.target_s and self.peak_mb <= MEMORY_TARGET_MB
+            verdict = "ok" if ok else "**MISS**"
+        note = f" ({self.note})" if self.note else ""
+        return (
+            f"| {self.label}{note} | {self.wall_s:.2f} | {self.peak_mb:.0f} | {target} | {verdict} | "
+            f"{comparison} |"
+        )
+
+
+def study_dicts(n: int) -> Iterator[dict[str, Any]]:
+    """Study dicts in the export shape (`evidence.formats`), `n` of them with a few repeats."""
+    from evidence.formats.common import empty_study
+    from evidence.vocab import CLAIM_BY_NAME
+
+    rng = random.Random(4)
+    recent: list[dict[str, Any]] = []
+    for index, row in enumerate(synth.studies(n), 1):
+        if recent and rng.random() < DUPLICATE_RATE:
+            yield rng.choice(recent)  # the same paper twice in one file (two searches merged)
+            continue
+        study = empty_study()
+        study.update({k: v for k, v in row.items() if k in study})
+        study["id"] = index
+        study["authors"] = [
+            {"family": a["family"], "given": a["given"], "orcid": None} for a in row["authors"]
+        ]
+        plain = rng.random() < PLAIN_RATE
+        if plain:  # what a reference manager would hand over: no evidence annotations
+            for key in ("design", "population", "condition", "body_region", "sample_size", "pedro", "notes"):
+                study[key] = None
+            study["tags"], study["claims"] = [], []
+        else:
+            study["claims"] = [{**c, "mechanism": CLAIM_BY_NAME[c["claim"]].mechanism} for c in row["claims"]]
+            study["mechanisms"] = list(dict.fromkeys(c["mechanism"] for c in study["claims"]))
+        if len(recent) < 2000:
+            recent.append(study)
+        yield study
+
+
+def generate(path: Path, fmt: str, n: int) -> float:
+    """Write the synthetic file unless a file from this generator is there; returns seconds spent."""
+    from evidence.formats import EXPORTERS
+
+    stamp = path.with_name(path.name + ".json")
+    expected = {"n": n, "generator": GENERATOR_VERSION, "synth": synth.GENERATOR_VERSION}
+    if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == expected:
+        return 0.0
+    start = time.perf_counter()
+    with path.open("w", encoding="utf-8") as out:
+        EXPORTERS[fmt](study_dicts(n), out)
+    stamp.write_text(json.dumps(expected))
+    return time.perf_counter() - start
+
+
+def measure(args: Sequence[str], *, env: dict[str, str], stdout: Path | None = None) -> tuple[float, float]:
+    """Run a command; (wall seconds, peak RSS in MB of that process). Fails loudly on a non-zero exit."""
+    err = tempfile.TemporaryFile()
+    out = stdout.open("wb") if stdout else subprocess.DEVNULL
+    try:
+        start = time.perf_counter()
+        process = subprocess.Popen(list(args), stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if stdout:
+            out.close()  # type: ignore[union-attr]
+    err.seek(0)
+    message = err.read().decode("utf-8", "replace")
+    err.close()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:6])} failed ({process.returncode}): {message[-2000:]}")
+    return wall, usage.ru_maxrss / 1024  # ru_maxrss is in KB on Linux
+
+
+def run(n: int, cite_n: int, out_dir: Path) -> str:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bib, ris = out_dir / f"formats-{n}.bib", out_dir / f"formats-{n}.ris"
+    made = {fmt: generate(path, fmt, n) for fmt, path in (("bibtex", bib), ("ris", ris))}
+    for fmt, seconds in made.items():
+        if seconds:
+            print(f"generated the {fmt} file in {seconds:.1f} s", file=sys.stderr)
+    steps: list[Step] = []
+    with tempfile.TemporaryDirectory(prefix="bench-formats-", dir=out_dir) as tmp:
+        work = Path(tmp)
+        env = {**os.environ, "EVIDENCE_HOME": str(work / "home")}
+        env.pop("EVIDENCE_DB", None)
+        libraries = {}
+        for fmt, source in (("bibtex", bib), ("ris", ris)):
+            db = work / f"{fmt}.db"
+            subprocess.run(
+                [EVIDENCE, "--db", str(db), "db", "init", "--empty"], env=env, check=True, capture_output=True
+            )
+            wall, peak = measure([EVIDENCE, "--db", str(db), "import", str(source)], env=env)
+            size = source.stat().st_size / 1e6
+            steps.append(Step(f"import {fmt} ({n:,} records, {size:.0f} MB)", wall, peak, IMPORT_TARGET_S))
+            libraries[fmt] = db
+        library = libraries["bibtex"]
+        for fmt, suffix in EXPORTS:
+            target = work / f"export.{suffix}"
+            wall, peak = measure(
+                [EVIDENCE, "--db", str(library), "export", "--to", fmt, "-o", str(target)], env=env
+            )
+            steps.append(
+                Step(f"export {fmt} ({target.stat().st_size / 1e6:.0f} MB)", wall, peak, EXPORT_TARGET_S)
+            )
+        refs = [f"id:{i}" for i in range(1, min(cite_n, n) + 1)]
+        wall, peak = measure(
+            [EVIDENCE, "--db", str(library), "cite", "--style", "american-medical-association", *refs],
+            env=env,
+            stdout=work / "cite.txt",
+        )
+        steps.append(Step(f"cite {len(refs):,} studies, AMA", wall, peak, CITE_TARGET_S))
+    return render(steps, n)
+
+
+def render(steps: list[Step], n: int) -> str:
+    lines = [
+        f"## Citation formats: {n:,} synthetic studies",
+        "",
+        f"Every step is a fresh `evidence` process; peak = that process's maximum resident memory. "
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
+        f"{time.strftime('%Y-%m-%d')}.",
+        "",
+        "| step | wall s | peak MB | target | verdict | for comparison (issue 4) |",
+        "|---|---:|---:|---|---|---|",
+    ]
+    for step in steps:
+        key = " ".join(step.label.split()[:2])
+        lines.append(step.row(COMPARISON.get(key, "")))
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=100_000, help="studies per file (default 100,000)")
+    parser.add_argument("--cite", type=int, default=1000, help="studies to cite (default 1,000)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench-out", help="output folder")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    table = run(args.n, args.cite, args.out)
+    (args.out / "formats.md").write_text(table, encoding="utf-8")
+    print(table)
+    return table
+
+
+if __name__ == "__main__":
+    main()

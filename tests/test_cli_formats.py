@@ -1,0 +1,426 @@
+"""`evidence export`, `cite` and `import` as a user drives them: real readers on the CLI's output, golden
+bibliographies, one-transaction imports (the library unchanged after a malformed file or a dry run)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_formats_export import parse_bib
+
+from evidence.formats.common import evidence_keywords
+from tests.helpers import run
+
+FIXTURES = Path(__file__).parent / "fixtures" / "formats"
+GOLDEN_REFS = ("bayliss2011treatment", "bove2012visceral", "lauche2012randomized", "nazari2019effectiveness")
+
+
+@pytest.fixture(scope="module")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded library made once per module; each test works on its own copy."""
+    path = tmp_path_factory.mktemp("seeded") / "seed.db"
+    run("--db", str(path), "db", "init")
+    return path
+
+
+@pytest.fixture
+def library(seeded_template: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "library.db"
+    shutil.copy(seeded_template, path)
+    return path
+
+
+@pytest.fixture
+def empty_library(tmp_path: Path) -> Path:
+    path = tmp_path / "empty.db"
+    run("--db", str(path), "db", "init", "--empty")
+    return path
+
+
+def rows(db: Path, *args: str) -> list[dict[str, Any]]:
+    return json.loads(run("--db", str(db), "find", *args, "--format", "json").stdout)  # type: ignore[no-any-return]
+
+
+def snapshot(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table (sorted), to prove a failed or dry-run import changed nothing."""
+    with sqlite3.connect(db) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not name.startswith(("sqlite_", "studies_fts"))
+        ]
+        return {t: sorted(map(tuple, conn.execute(f'SELECT * FROM "{t}"')), key=repr) for t in tables}
+
+
+# --- export ----------------------------------------------------------------------------------------
+
+
+def test_export_bibtex_and_biblatex_read_by_bibtexparser(library: Path, tmp_path: Path) -> None:
+    everything = rows(library)
+    for fmt in ("bibtex", "biblatex"):
+        target = tmp_path / f"refs-{fmt}.bib"
+        result = run("--db", str(library), "export", "--to", fmt, "-o", str(target))
+        assert result.stdout == ""
+        assert result.stderr == f"exported {len(everything)} studies to {target}\n"
+        entries = parse_bib(target.read_text(encoding="utf-8")).entries
+        assert [e.key for e in entries] == [s["citekey"] for s in everything]  # find's order, stable keys
+        by_key = {e.key: e for e in entries}
+        for study in everything:
+            fields = by_key[study["citekey"]].fields_dict
+            if study["doi"]:
+                assert fields["doi"].value == study["doi"]
+            keywords = [k.strip() for k in fields["keywords"].value.split(",")]
+            assert keywords == evidence_keywords(study)
+            issue_fields = {"number"} if fmt == "bibtex" else {"number", "issue"}  # BibTeX never `issue`
+            assert bool(issue_fields & fields.keys()) == bool(study["issue"])
+            assert (("year" if fmt == "bibtex" else "date") in fields) == bool(study["year"])
+
+
+def test_export_ris_read_by_rispy_and_follows_filters(library: Path) -> None:
+    import rispy
+
+    chosen = rows(library, "--claim", "pain-modulation")
+    result = run("--db", str(library), "export", "--claim", "pain-modulation", "--to", "ris")
+    assert result.stderr == f"exported {len(chosen)} studies to stdout\n"
+    records = rispy.loads(result.stdout)
+    assert [r["id"] for r in records] == [s["citekey"] for s in chosen]
+    for study, record in zip(chosen, records, strict=True):
+        assert record["title"] == study["title"]
+        assert (
+            "claim:pain-modulation:"
+            + next(c["stance"] for c in study["claims"] if c["claim"] == "pain-modulation")
+            in record["keywords"]
+        )
+        assert record.get("doi") == study["doi"]
+
+
+def test_export_csljson_follows_the_csl_rules_and_refs_keep_their_order(library: Path) -> None:
+    refs = ("nazari2019effectiveness", "bayliss2011treatment", "10.1016/j.jbmt.2011.02.004")
+    items = json.loads(run("--db", str(library), "export", *refs, "--to", "csljson").stdout)
+    assert [i["id"] for i in items] == ["nazari2019effectiveness", "bayliss2011treatment", "bove2012visceral"]
+    for item in items:
+        assert item["type"] == "article-journal"
+        assert set(item["issued"]) == {"date-parts"} and isinstance(item["issued"]["date-parts"][0][0], int)
+        assert all(set(name) <= {"family", "given", "literal"} for name in item["author"])
+        for variable in ("title", "container-title", "volume", "page", "DOI", "keyword", "note"):
+            assert isinstance(item.get(variable, ""), str), variable
+    sorted_items = json.loads(
+        run("--db", str(library), "export", *refs, "--sort", "year", "--to", "csljson").stdout
+    )
+    assert [i["issued"]["date-parts"][0][0] for i in sorted_items] == [2019, 2012, 2011]
+
+
+def test_export_csv_and_xlsx_read_by_pandas_and_openpyxl(library: Path, tmp_path: Path) -> None:
+    import pandas as pd
+    from openpyxl import load_workbook
+
+    everything = rows(library)
+    run("--db", str(library), "export", "--to", "csv", "-o", str(tmp_path / "all.csv"))
+    run("--db", str(library), "export", "--to", "xlsx", "-o", str(tmp_path / "all.xlsx"))
+    frame = pd.read_csv(tmp_path / "all.csv", dtype=str, keep_default_na=False)
+    sheet = pd.read_excel(tmp_path / "all.xlsx", dtype=str, keep_default_na=False)
+    assert len(frame) == len(sheet) == len(everything)
+    assert list(frame["citekey"]) == list(sheet["citekey"]) == [s["citekey"] for s in everything]
+    assert list(frame["title"]) == list(sheet["title"])
+    workbook = load_workbook(tmp_path / "all.xlsx", read_only=True)
+    worksheet = workbook.worksheets[0]
+    header = [c.value for c in next(worksheet.iter_rows(max_row=1))]
+    year_column = header.index("year")
+    years = [row[year_column].value for row in worksheet.iter_rows(min_row=2)]
+    assert years == [s["year"] for s in everything]  # numbers stay numbers
+    workbook.close()
+
+
+def test_export_xlsx_needs_a_file(library: Path) -> None:
+    result = run("--db", str(library), "export", "--to", "xlsx", expect=1)
+    assert result.stdout == ""
+    assert result.stderr == "Error: xlsx is a binary spreadsheet: give a file to write it to (-o FILE.xlsx)\n"
+
+
+def test_export_is_written_whole_or_not_at_all(
+    library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evidence import formats
+    from evidence.errors import ExportError
+
+    target = tmp_path / "refs.ris"
+    target.write_text("previous export\n", encoding="utf-8")
+
+    def failing(studies: Iterator[dict[str, Any]], out: Any) -> int:
+        for study in studies:
+            out.write(f"TY  - JOUR\nTI  - {study['title']}\n")
+            raise ExportError("the disk is full (simulated)")
+        return 0
+
+    monkeypatch.setitem(formats.EXPORTERS, "ris", failing)
+    result = run("--db", str(library), "export", "--to", "ris", "-o", str(target), expect=1)
+    assert result.stderr == "Error: the disk is full (simulated)\n"
+    assert target.read_text(encoding="utf-8") == "previous export\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".refs")) == []  # no temp left
+    missing = tmp_path / "new.bib"
+    result = run("--db", str(library), "export", "no-such-study", "-o", str(missing), expect=1)
+    assert "no-such-study" in result.stderr and not missing.exists()
+
+
+def test_export_streams_in_chunks(library: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evidence import exchange, query
+
+    whole = run("--db", str(library), "export", "--to", "ris").stdout
+    calls: list[int] = []
+    real = query.study_rows
+
+    def counting(session: Any, ids: Any) -> list[dict[str, Any]]:
+        calls.append(len(ids))
+        return real(session, ids)
+
+    monkeypatch.setattr(exchange, "EXPORT_CHUNK", 10)
+    monkeypatch.setattr(query, "study_rows", counting)
+    assert run("--db", str(library), "export", "--to", "ris").stdout == whole
+    assert calls and max(calls) == 10 and sum(calls) == len(rows(library))
+
+
+def test_export_with_no_match_writes_an_empty_but_valid_file(library: Path) -> None:
+    result = run("--db", str(library), "export", "--text", "zzzznotaword", "--to", "csljson")
+    assert json.loads(result.stdout) == []
+    assert result.stderr == "exported 0 studies to stdout\n"
+
+
+# --- cite ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "golden"),
+    [
+        ((), "golden_ama.txt"),
+        (("--style", "vancouver"), "golden_vancouver.txt"),
+        (("--format", "html"), "golden_ama.html"),
+        (("--style", "vancouver", "--format", "markdown"), "golden_vancouver.md"),
+        (("--by-claim",), "golden_ama_by_claim.txt"),
+    ],
+)
+def test_cite_golden_on_the_seed_library(library: Path, args: tuple[str, ...], golden: str) -> None:
+    result = run("--db", str(library), "cite", *GOLDEN_REFS, *args)
+    assert result.stdout == (FIXTURES / golden).read_text(encoding="utf-8")
+    assert result.stderr == ""
+
+
+def test_cite_from_a_library_filled_by_import_matches_the_golden_files(empty_library: Path) -> None:
+    # The frozen copy of the seed (tests/fixtures/formats) through `evidence import`, then `evidence cite`:
+    # the same golden text whatever happens to the live seed data later.
+    studies = json.loads((FIXTURES / "seed_studies.json").read_text(encoding="utf-8"))
+    from evidence.formats import EXPORTERS
+
+    csl = empty_library.with_name("frozen.json")
+    with csl.open("w", encoding="utf-8") as out:
+        EXPORTERS["csljson"](studies, out)
+    run("--db", str(empty_library), "import", str(csl))
+    ama = run("--db", str(empty_library), "cite", *GOLDEN_REFS).stdout
+    vancouver = run("--db", str(empty_library), "cite", *GOLDEN_REFS, "--style", "vancouver").stdout
+    assert ama == (FIXTURES / "golden_ama.txt").read_text(encoding="utf-8")
+    assert vancouver == (FIXTURES / "golden_vancouver.txt").read_text(encoding="utf-8")
+
+
+def test_cite_numbers_a_filtered_selection_and_writes_a_file(library: Path, tmp_path: Path) -> None:
+    chosen = rows(library, "--claim", "mechanoreceptor-rom", "--sort", "year")
+    target = tmp_path / "rom.md"
+    result = run(
+        "--db",
+        str(library),
+        "cite",
+        "--claim",
+        "mechanoreceptor-rom",
+        "--sort",
+        "year",
+        "--style",
+        "vancouver",
+        "--format",
+        "markdown",
+        "-o",
+        str(target),
+    )
+    assert result.stdout == "" and result.stderr == f"cited {len(chosen)} studies in {target}\n"
+    entries = [e for e in target.read_text(encoding="utf-8").split("\n\n") if e.strip()]
+    assert len(entries) == len(chosen)
+    assert [e.split("\\.", 1)[0] for e in entries] == [str(n) for n in range(1, len(chosen) + 1)]
+    assert chosen[0]["authors"][0]["family"] in entries[0]
+
+
+def test_cite_styles_and_errors(library: Path) -> None:
+    styles = run("cite", "--list-styles").stdout.split()
+    assert {"american-medical-association", "vancouver", "apa", "ieee"} <= set(styles)
+    apa = run("--db", str(library), "cite", "bayliss2011treatment", "--style", "apa").stdout
+    assert apa.startswith("Bayliss, A. J., Klene, F. J., Gundeck, E. L., & Loghmani, M. T. (2011).")
+    result = run("--db", str(library), "cite", "bayliss2011treatment", "--style", "no-such-style", expect=1)
+    assert result.stderr == (
+        "Error: unknown citation style 'no-such-style' (list them with `evidence cite --list-styles`)\n"
+    )
+
+
+def test_cite_marks_a_retracted_study(library: Path) -> None:
+    with sqlite3.connect(library) as conn:
+        conn.execute("UPDATE studies SET status = 'retracted' WHERE citekey = 'bove2012visceral'")
+    text = run("--db", str(library), "cite", "bove2012visceral", "bayliss2011treatment").stdout
+    assert "[RETRACTED] Visceral mobilization can lyse" in text
+    assert "[RETRACTED]" not in text.split("\n")[1]
+
+
+# --- import ----------------------------------------------------------------------------------------
+
+BIBTEX = """\
+@article{doe2020first,
+  title = {First imported trial of {IASTM} in runners},
+  author = {Doe, Jane and M{\\"u}ller, J{\\"o}rg},
+  journal = {Journal of Imports},
+  year = {2020},
+  doi = {10.5555/import.1},
+  keywords = {claim:pain-modulation:supports, design:rct, pedro:6, runners}
+}
+
+@article{roe2021second,
+  title = {Second imported study},
+  author = {Roe, Richard},
+  year = {2021},
+  pmid = {39000001}
+}
+
+@article{doe2020again,
+  title = {First imported trial of IASTM in runners},
+  author = {Doe, J.},
+  journal = {J Imports},
+  year = {2020},
+  doi = {10.5555/IMPORT.1},
+  volume = {7}
+}
+"""
+
+
+def test_import_adds_merges_duplicates_in_file_and_reports(empty_library: Path, tmp_path: Path) -> None:
+    source = tmp_path / "refs.bib"
+    source.write_text(BIBTEX, encoding="utf-8")
+    result = run("--db", str(empty_library), "import", str(source))
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == (
+        f"imported {source}: 3 records: 2 added, 0 merged into library studies, 0 already in the library "
+        "unchanged, 1 duplicates within the file, 1 conflicts"
+    )
+    assert lines[1] == (
+        f"  {source}:17: conflict with #1: journal: first record has 'Journal of Imports', this one 'J Imports'"
+    )
+    doe, roe = sorted(rows(empty_library), key=lambda s: s["year"])
+    assert doe["citekey"] == "doe2020first" and doe["volume"] == "7"  # filled from the in-file duplicate
+    assert doe["authors"][1] == {"family": "Müller", "given": "Jörg", "orcid": None}
+    assert (doe["design"], doe["level"], doe["pedro"], doe["tags"]) == ("rct", 2, 6, ["runners"])
+    assert doe["claims"] == [
+        {"claim": "pain-modulation", "mechanism": "neural-stimulation", "stance": "supports", "finding": None}
+    ]
+    assert roe["pmid"] == "39000001"
+
+
+def test_import_merges_into_the_library_and_never_overwrites(library: Path, tmp_path: Path) -> None:
+    run("--db", str(library), "edit", "bayliss2011treatment", "--clear", "pages")
+    source = tmp_path / "merge.ris"
+    source.write_text(
+        "TY  - JOUR\nTI  - Something else entirely\nAU  - Bayliss, Amy J\nPY  - 2011\n"
+        "DO  - 10.1179/2042618611Y.0000000006\nSP  - 127\nEP  - 134\nT2  - A Different Journal Name\n"
+        "KW  - handout\nER  - \n",
+        encoding="utf-8",
+    )
+    result = run("--db", str(library), "import", str(source))
+    lines = result.stderr.splitlines()
+    assert "1 records: 0 added, 1 merged into library studies" in lines[0] and "1 conflicts" in lines[0]
+    assert lines[1] == (
+        f"  {source}:1: conflict with bayliss2011treatment: journal: library has "
+        "'Journal of Manual & Manipulative Therapy', file has 'A Different Journal Name'"
+    )
+    study = json.loads(run("--db", str(library), "show", "bayliss2011treatment", "--format", "json").stdout)
+    assert study["pages"] == "127-134" and study["field_sources"]["pages"] == "import"
+    assert study["journal"] == "Journal of Manual & Manipulative Therapy"
+    assert study["title"].startswith("Treatment of a patient")
+    assert "handout" in study["tags"]
+
+
+def test_a_malformed_record_anywhere_leaves_the_library_unchanged(library: Path, tmp_path: Path) -> None:
+    good = run("--db", str(library), "export", "--to", "ris").stdout
+    source = tmp_path / "broken.ris"
+    # Many good records, then one whose year is not a year (the last one: everything before it was added).
+    source.write_text(good + "TY  - JOUR\nTI  - A broken record\nPY  - 20x1\nER  - \n", encoding="utf-8")
+    line = good.count("\n") + 1
+    other = tmp_path / "other.db"
+    run("--db", str(other), "db", "init", "--empty")
+    before = snapshot(other)
+    result = run("--db", str(other), "import", str(source), expect=1)
+    assert result.stderr.startswith(f"Error: {source}:{line}: ")
+    assert "year" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert snapshot(other) == before
+
+
+def test_a_file_that_is_not_a_citation_file(empty_library: Path, tmp_path: Path) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text("just some notes\n", encoding="utf-8")
+    result = run("--db", str(empty_library), "import", str(source), expect=1)
+    assert result.stderr.startswith(f"Error: {source}: could not recognise the format")
+    result = run("--db", str(empty_library), "import", str(tmp_path / "missing.bib"), expect=1)
+    assert result.stderr == f"Error: {tmp_path / 'missing.bib'}: no such file\n"
+    bad = tmp_path / "bad.bib"
+    bad.write_text("@article{x,\n  title = {Unclosed,\n", encoding="utf-8")
+    result = run("--db", str(empty_library), "import", str(bad), "--format", "bibtex", expect=1)
+    assert result.stderr.startswith(f"Error: {bad}:1: ")
+
+
+def test_dry_run_reports_and_rolls_back(library: Path, tmp_path: Path) -> None:
+    source = tmp_path / "refs.bib"
+    source.write_text(BIBTEX, encoding="utf-8")
+    mine = run("--db", str(library), "export", "bayliss2011treatment", "--to", "bibtex").stdout
+    source.write_text(BIBTEX + "\n" + mine, encoding="utf-8")
+    before = snapshot(library)
+    result = run("--db", str(library), "import", str(source), "--dry-run")
+    assert result.stdout == "" and snapshot(library) == before
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"dry run, nothing written: would import {source}: 4 records: 2 added, ")
+    assert "1 already in the library unchanged, 1 duplicates within the file" in lines[0]
+    assert f"  {source}:17: duplicate-in-file -> #1 by doi (filled volume)" in lines
+    assert any(line.endswith("unchanged -> bayliss2011treatment by doi") for line in lines)
+
+
+def test_import_from_stdin_with_a_format(empty_library: Path) -> None:
+    nbib = (FIXTURES / "pubmed_sample.nbib").read_text(encoding="utf-8")
+    result = run("--db", str(empty_library), "import", "-", input=nbib)
+    assert result.stderr.startswith("imported <stdin>: 4 records: 4 added")
+    designs = {s["pmid"]: s["design"] for s in rows(empty_library)}
+    assert designs == {
+        "22851875": "case-report",
+        "21276190": "rct",
+        "30797743": "systematic-review",
+        "22196431": None,
+    }
+    result = run("--db", str(empty_library), "import", "-", "--format", "ris", input=nbib, expect=1)
+    assert result.stderr.startswith("Error: <stdin>:1: ")
+
+
+def test_progress_bar_is_hidden_without_a_terminal(empty_library: Path, tmp_path: Path) -> None:
+    # A file above the progress threshold, imported by a real process whose stderr is a pipe.
+    studies = json.loads((FIXTURES / "seed_studies.json").read_text(encoding="utf-8"))
+    from evidence.formats import EXPORTERS
+
+    source = tmp_path / "big.ris"
+    with source.open("w", encoding="utf-8") as out:
+        EXPORTERS["ris"](studies * 30, out)
+    assert source.stat().st_size > 1_000_000
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "--db", str(empty_library), "import", str(source)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith(f"imported {source}: {len(studies) * 30} records: {len(studies)} added")
+    assert "Importing" not in done.stderr and "\r" not in done.stderr
