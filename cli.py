@@ -40,15 +40,27 @@ CLAIM_NAMES = [c.name for c in vocab.CLAIMS]
 
 
 class EvidenceGroup(click.Group):
-    """Turns every EvidenceError into one `Error: ...` line and exit 1 (a traceback only with --debug)."""
+    """Turns every failure a user can cause into one `Error: ...` line and exit 1: our own errors, and
+    the file-system and database errors below them. A traceback only with --debug."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.find_root().params.get("debug"))
         try:
             return super().invoke(ctx)
         except EvidenceError as exc:
-            if ctx.find_root().params.get("debug"):
+            if debug:
                 raise
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            if debug:
+                raise
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
+        except Exception as exc:
+            if debug or not type(exc).__module__.startswith("sqlalchemy"):
+                raise
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise click.ClickException(f"database error: {reason}") from exc
 
 
 class AppState:
@@ -167,6 +179,7 @@ def emit_rows(
     *,
     table_columns: Iterable[str] | None = None,
     title: str | None = None,
+    fields: Iterable[str] | None = None,
 ) -> int:
     from evidence.render import open_output, write_rows
 
@@ -179,6 +192,7 @@ def emit_rows(
             columns=names,
             table_columns=list(table_columns) if table_columns else None,
             title=title,
+            fields=list(fields) if fields else None,
         )
     if output not in (None, "-"):
         click.echo(f"wrote {count} rows to {output}", err=True)
@@ -347,7 +361,9 @@ def find(
 
     with state.database().transaction() as session:
         rows = find_studies(session, make_filters(params), sort=sort, limit=limit)
-    emit_rows(rows, fmt, output, columns, table_columns=STUDY_TABLE)
+    from evidence.query import ROW_FIELDS
+
+    emit_rows(rows, fmt, output, columns, table_columns=STUDY_TABLE, fields=ROW_FIELDS)
 
 
 @cli.command()
@@ -591,8 +607,7 @@ def render_study(study: dict[str, Any], fmt: str, *, verb: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @pass_state
 def edit(
-    state: AppState,
-    /, ref: str, authors: tuple[str, ...], clear: tuple[str, ...], fmt: str, **params: Any
+    state: AppState, /, ref: str, authors: tuple[str, ...], clear: tuple[str, ...], fmt: str, **params: Any
 ) -> None:
     """Change fields of a study. Edited fields are marked as yours and never overwritten by enrichment.
 
@@ -627,8 +642,15 @@ def remove(state: AppState, ref: str, yes: bool) -> None:
 
     with state.database().transaction() as session:
         description = describe_ref(session, ref)
-        if not yes and not click.confirm(f"Remove {description}?", default=False, err=True):
-            raise click.ClickException("not removed")
+        if not yes:
+            try:
+                confirmed = click.confirm(f"Remove {description}?", default=False, err=True)
+            except click.Abort:  # no answer at all (no stdin, as in CI)
+                raise click.ClickException(
+                    f"not removed: nobody answered; rerun with --yes to remove {ref}"
+                ) from None
+            if not confirmed:
+                raise click.ClickException("not removed")
         remove_ref(session, ref)
     click.echo(f"removed {description}", err=True)
 

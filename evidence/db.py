@@ -51,12 +51,23 @@ class Database:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The busy timeout first: switching a new file to WAL takes a lock another process may hold.
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    # Let SQLAlchemy, not the sqlite3 module, say when a transaction begins (see _begin_immediate).
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(conn: Any) -> None:
+    # Every transaction takes the write lock at its start, so a read-modify-write (appending a note,
+    # migrating, seeding) cannot interleave with another process's: the second waits (busy timeout)
+    # instead of silently losing an update. Readers of a WAL database are never blocked by it.
+    # https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -67,6 +78,7 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin_immediate)
     return engine
 
 
@@ -126,6 +138,12 @@ def open_database(settings: Settings, *, seed: bool = True) -> Database:
                 sync_vocabulary(session)
         if seed:
             seed_if_new(db)
+    except ImportError as exc:
+        raise DatabaseError(
+            f"cannot open {settings.db_url}: its database driver is not installed ({exc.name})"
+        ) from exc
+    except OSError as exc:
+        raise DatabaseError(f"cannot open {settings.db_url}: {exc.strerror or exc}") from exc
     except SQLAlchemyError as exc:
         raise DatabaseError(
             f"cannot open the library at {settings.db_url}: {exc.__class__.__name__}: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 from evidence.errors import InvalidIdentifier
 
@@ -16,9 +17,9 @@ _DOI_PREFIXES = (
     "doi:",
 )
 # Crossref's own advice: 10.<registrant, 4-9 digits, dotted parts allowed>/<any suffix without spaces>.
-_DOI_RE = re.compile(r"^10\.\d{4,9}(\.\d+)*/\S+$")
-_PMID_RE = re.compile(r"^\d{1,9}$")
-_PMCID_RE = re.compile(r"^PMC\d{1,9}$")
+_DOI_RE = re.compile(r"^10\.[0-9]{4,9}(\.[0-9]+)*/\S+$")
+_PMID_RE = re.compile(r"^[0-9]{1,9}$")
+_PMCID_RE = re.compile(r"^PMC[0-9]{1,9}$")
 
 
 def normalize_doi(value: str) -> str:
@@ -27,7 +28,8 @@ def normalize_doi(value: str) -> str:
     lowered = text.lower()
     for prefix in _DOI_PREFIXES:
         if lowered.startswith(prefix):
-            text = text[len(prefix) :]
+            # A resolver URL may be percent-encoded (10.4085%2F1062-6050...); a bare DOI is taken as is.
+            text = unquote(text[len(prefix) :])
             break
     doi = text.strip().lower()
     if not _DOI_RE.match(doi):
@@ -56,7 +58,7 @@ def normalize_pmid(value: str | int) -> str:
 def normalize_pmcid(value: str) -> str:
     """PMCID as ``PMC`` + digits; a bare number gets the prefix."""
     text = value.strip().upper()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         text = "PMC" + text
     if not _PMCID_RE.match(text):
         raise InvalidIdentifier(f"not a PMCID: {value!r} (expected PMC followed by digits)")

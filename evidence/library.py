@@ -96,9 +96,14 @@ def library_status(session: Session) -> dict[str, Any]:
 def init_library(session: Session, *, empty: bool) -> str:
     """Initialise a library: seed it, or mark it empty on purpose so it is never seeded automatically."""
     if empty:
+        count = session.scalar(select(func.count()).select_from(Study)) or 0
+        if count:
+            raise InvalidValue(
+                f"the library already holds {count} studies; --empty is for a new library "
+                "(give --db a new file)"
+            )
         mark_seeded(session, "empty")
-        count = session.scalar(select(func.count()).select_from(Study))
-        return f"library ready without seed data ({count} studies)"
+        return "library ready without seed data (0 studies)"
     report = load_seed(session)
     mark_seeded(session, "seed")
     return f"library ready: {len(report.added)} seed studies added, {len(report.kept)} already present"

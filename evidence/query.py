@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session
 from evidence import vocab
 from evidence.errors import InvalidValue
 from evidence.models import Author, Claim, Mechanism, Study, StudyClaim, StudyTag
-from evidence.records import check_claim, check_design, check_mechanism, check_name, check_stance, resolve_ref
+from evidence.records import (
+    check_claim,
+    check_design,
+    check_mechanism,
+    check_name,
+    check_stance,
+    normalize_tag,
+    resolve_ref,
+)
 
 SORTS = ("level", "year", "pedro", "title", "relevance")
 
@@ -117,6 +125,8 @@ class FindFilters:
             raise InvalidValue(f"--max-level must be from 1 to 5, not {self.max_level}")
         if self.min_pedro is not None and not 0 <= self.min_pedro <= 10:
             raise InvalidValue(f"--min-pedro must be from 0 to 10, not {self.min_pedro}")
+        if self.text is not None and not re.findall(r"\w+", self.text):
+            raise InvalidValue(f"--text {self.text!r} has no words to search for")
         if self.year_from and self.year_to and self.year_from > self.year_to:
             raise InvalidValue(f"--year-from {self.year_from} is after --year-to {self.year_to}")
         return FindFilters(
@@ -131,9 +141,9 @@ class FindFilters:
             condition=self.condition.strip() if self.condition and self.condition.strip() else None,
             year_from=self.year_from,
             year_to=self.year_to,
-            tags=[t.strip().lower() for t in self.tags if t.strip()],
+            tags=[normalize_tag(t) for t in self.tags if t.strip()],
             min_pedro=self.min_pedro,
-            text=self.text.strip() if self.text and self.text.strip() else None,
+            text=self.text,
             exclude_retracted=self.exclude_retracted,
             ids=self.ids,
         )
@@ -155,17 +165,30 @@ def fts_query(text_query: str) -> str:
     return " ".join(parts)
 
 
+def _escape_like(text_value: str) -> str:
+    """A LIKE pattern that matches ``text_value`` literally (% and _ are not wildcards)."""
+    return text_value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _filtered_ids(session: Session, f: FindFilters, sort: str, limit: int | None = None) -> Select[Any]:
     stmt: Select[Any] = select(Study.id)
     conditions: list[Any] = []
-    if f.mechanisms or f.claims or f.stances:
+    # --claim and --mechanism are separate conditions (AND), each met by some claim link; --stance applies
+    # to each of them (or, alone, to any link): "--claim X --stance S" = the study's link to X points S.
+    link_filters: list[tuple[Any, Any]] = []
+    if f.claims:
+        link_filters.append((Claim.name.in_(f.claims), None))
+    if f.mechanisms:
+        link_filters.append((Mechanism.name.in_(f.mechanisms), Mechanism))
+    if f.stances and not link_filters:
+        link_filters.append((None, None))
+    for condition, join_mechanism in link_filters:
         link = select(StudyClaim.study_id).join(Claim, Claim.id == StudyClaim.claim_id)
-        link_conditions: list[Any] = [StudyClaim.study_id == Study.id]
-        if f.claims:
-            link_conditions.append(Claim.name.in_(f.claims))
-        if f.mechanisms:
+        if join_mechanism is not None:
             link = link.join(Mechanism, Mechanism.id == Claim.mechanism_id)
-            link_conditions.append(Mechanism.name.in_(f.mechanisms))
+        link_conditions: list[Any] = [StudyClaim.study_id == Study.id]
+        if condition is not None:
+            link_conditions.append(condition)
         if f.stances:
             link_conditions.append(StudyClaim.stance.in_(f.stances))
         conditions.append(exists(link.where(and_(*link_conditions))))
@@ -176,9 +199,12 @@ def _filtered_ids(session: Session, f: FindFilters, sort: str, limit: int | None
     if f.population:
         conditions.append(Study.population == f.population)
     if f.condition:
-        like = f"%{f.condition.lower()}%"
+        like = f"%{_escape_like(f.condition.lower())}%"
         conditions.append(
-            or_(func.lower(Study.condition).like(like), func.lower(Study.body_region).like(like))
+            or_(
+                func.lower(Study.condition).like(like, escape="\\"),
+                func.lower(Study.body_region).like(like, escape="\\"),
+            )
         )
     if f.year_from is not None:
         conditions.append(Study.year >= f.year_from)
@@ -196,7 +222,7 @@ def _filtered_ids(session: Session, f: FindFilters, sort: str, limit: int | None
         conditions.append(Study.id.in_(f.ids))
 
     rank = None
-    if f.text:
+    if f.text is not None:
         if session.get_bind().dialect.name == "sqlite":
             sql = "SELECT rowid AS id, bm25(studies_fts) AS rank FROM studies_fts WHERE studies_fts MATCH :m"
             params: dict[str, Any] = {"m": fts_query(f.text)}
@@ -461,11 +487,19 @@ def summary_frame(session: Session, by: str = "design") -> Any:
         .join(StudyClaim, StudyClaim.claim_id == Claim.id)
         .join(Study, Study.id == StudyClaim.study_id)
     )
-    frame = pd.DataFrame(session.execute(stmt).all(), columns=["mechanism", by, "stance", "study_id"])
+    # dtype=object: a level column with a gap must stay 4, not become 4.0.
+    frame = pd.DataFrame(
+        session.execute(stmt).all(), columns=["mechanism", by, "stance", "study_id"], dtype=object
+    )
     if frame.empty:
         return frame
-    frame[by] = frame[by].map(lambda v: "unknown" if v is None or v != v else str(v))
-    frame = frame.drop_duplicates(["mechanism", by, "stance", "study_id"])
+    frame[by] = frame[by].map(lambda v: "unknown" if v is None else str(v))
+    # As in `mechanisms`: a study counts once per mechanism, as mixed when its links point different ways.
+    frame = (
+        frame.groupby(["mechanism", by, "study_id"])["stance"]
+        .agg(lambda s: s.iloc[0] if s.nunique() == 1 else "mixed")
+        .reset_index()
+    )
     pivot = frame.pivot_table(
         index=["mechanism", by], columns="stance", values="study_id", aggfunc="count", fill_value=0
     )

@@ -60,6 +60,17 @@ _STOPWORDS = frozenset(
     "a an the of on in for and or to with by at from as is are was were its into via vs versus".split()  # noqa: SIM905
 )
 MIN_YEAR = 1800
+_ID_RE = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and small enough for a SQLite integer
+
+# Which verification status a hand edit of a field puts in doubt: what we verified is no longer what is
+# stored, so the status drops to "unverified" (unless the same edit sets the status itself).
+VERIFICATION_OF_FIELD = {
+    "doi": "doi_verification",
+    "pmid": "pmid_verification",
+    "authors": "authors_verification",
+    "design": "design_verification",
+    **dict.fromkeys(("title", "journal", "year", "volume", "issue", "pages"), "bibliographic_verification"),
+}
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,8 @@ class AuthorName:
             raise InvalidValue("an author name is empty")
         if "," in text:
             family, given = (part.strip() for part in text.split(",", 1))
+            if not family:
+                raise InvalidValue(f'author {value!r} has no family name (write "Family, Given")')
             return cls(family=family, given=given or None)
         return cls(name=text)
 
@@ -247,12 +260,12 @@ def resolve_ref(session: Session, ref: str) -> Study:
     lowered = text.lower()
     study: Study | None = None
     if lowered.startswith("id:"):
-        study = session.get(Study, int(text[3:])) if text[3:].strip().isdigit() else None
+        study = session.get(Study, int(text[3:])) if _ID_RE.fullmatch(text[3:].strip()) else None
     elif lowered.startswith("pmid:"):
         study = session.scalar(select(Study).where(Study.pmid == ids.normalize_pmid(text[5:])))
     elif ids.is_doi(text):
         study = session.scalar(select(Study).where(Study.doi == ids.normalize_doi(text)))
-    elif text.isdigit():
+    elif _ID_RE.fullmatch(text):
         # A small number is an id; a PubMed id is 1-9 digits too, so fall back to PMID.
         study = session.get(Study, int(text)) or session.scalar(
             select(Study).where(Study.pmid == str(int(text)))
@@ -384,6 +397,12 @@ def edit_study(
             )
             sources["authors"] = source
             changed.append("authors")
+    if source in ("manual", "import"):
+        for name in changed:
+            status_field = VERIFICATION_OF_FIELD.get(name)
+            if status_field and status_field not in values and getattr(study, status_field) != "unverified":
+                setattr(study, status_field, "unverified")
+                changed.append(status_field)
     if changed:
         study.field_sources = sources
         study.updated_at = utcnow()
@@ -431,11 +450,15 @@ def link_claim(
     stance_name = check_stance(stance)
     claim_id = _claim_ids(session)[claim_name]
     finding = finding.strip() if finding and finding.strip() else None
+    study.updated_at = utcnow()
     for link in study.claim_links:
         if link.claim_id == claim_id:
-            link.stance = stance_name
             if finding is not None:
                 link.finding = finding
+            elif link.stance != stance_name:
+                # The old finding argued for the old stance; keeping it would contradict the new one.
+                link.finding = None
+            link.stance = stance_name
             session.flush()
             return link
     link = StudyClaim(claim_id=claim_id, stance=stance_name, finding=finding)

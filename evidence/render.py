@@ -50,10 +50,11 @@ def flat_value(key: str, value: Any) -> str:
     return str(value)
 
 
-def select_columns(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None) -> list[str]:
-    if not rows:
-        return list(columns or [])
-    available = list(rows[0])
+def select_columns(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None, fields: Sequence[str] | None = None
+) -> list[str]:
+    """The columns to write: ``columns`` checked against what the rows (or, with none, ``fields``) have."""
+    available = list(rows[0]) if rows else list(fields or columns or [])
     if not columns:
         return available
     unknown = [c for c in columns if c not in available]
@@ -65,22 +66,42 @@ def select_columns(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
 @contextmanager
 def open_output(path: str | None, *, binary: bool = False) -> Iterator[IO[Any]]:
     """stdout for None or '-', else a temporary file beside ``path`` renamed into place on success, so a
-    failure never leaves a half-written file."""
+    failure never leaves a half-written file. A target that is not a regular file (/dev/null, a FIFO) is
+    written directly; an existing file keeps its permissions, a new one gets the umask's."""
     if path in (None, "-"):
         yield sys.stdout.buffer if binary else sys.stdout
         return
     target = Path(path)
-    if target.parent and not target.parent.exists():
-        raise InvalidValue(f"cannot write {path}: folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    try:
+        if target.exists() and not target.is_file():
+            if target.is_dir():
+                raise InvalidValue(f"cannot write {path}: it is a folder")
+            direct: IO[Any] = target.open("wb") if binary else target.open("w", encoding="utf-8")
+            with direct as fh:
+                yield fh
+            return
+        if not target.parent.is_dir():
+            raise InvalidValue(f"cannot write {path}: folder {target.parent} does not exist")
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise InvalidValue(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         handle: IO[Any] = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
         with handle as fh:
             yield fh
+        Path(tmp).chmod(_mode_for(target))
         Path(tmp).replace(target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _mode_for(target: Path) -> int:
+    if target.exists():
+        return target.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_rows(
@@ -91,10 +112,14 @@ def write_rows(
     columns: Sequence[str] | None = None,
     table_columns: Sequence[str] | None = None,
     title: str | None = None,
+    fields: Sequence[str] | None = None,
 ) -> int:
-    """Write rows in ``fmt``; returns how many were written."""
+    """Write rows in ``fmt``; returns how many were written. ``fields`` names the columns a row would
+    have, so that an empty result still gets a CSV header and its --columns checked."""
     if fmt not in FORMATS:
         raise InvalidValue(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if columns and fields:
+        select_columns([], columns, fields)
     if fmt == "json":
         return _write_json(rows, out, columns)
     if fmt == "ndjson":
@@ -105,7 +130,7 @@ def write_rows(
         return count
     materialised = list(rows)
     if fmt == "csv":
-        names = select_columns(materialised, columns)
+        names = select_columns(materialised, columns, fields)
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(names)
         for row in materialised:
@@ -114,6 +139,7 @@ def write_rows(
     names = select_columns(
         materialised,
         columns or [c for c in (table_columns or ()) if not materialised or c in materialised[0]] or None,
+        fields,
     )
     write_table(materialised, names, out, title=title)
     return len(materialised)
@@ -162,6 +188,7 @@ def write_table(
         file=out, width=None if terminal else 200, highlight=False, markup=False, emoji=False, soft_wrap=False
     )
     if not rows:
-        console.print("no studies match")
+        # A message, not data: stderr, so that `-o FILE` and pipes stay empty.
+        print("no studies match", file=sys.stderr)
         return
     console.print(table)

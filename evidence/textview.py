@@ -44,9 +44,11 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
         )
         if part
     )
-    if citation:
-        lines.append("Published:  " + citation)
     verification = study.get("verification") or {}
+    if citation:
+        biblio = verification.get("bibliographic")
+        mark = f"  [{_VERIFICATION_WORDS.get(biblio, biblio)}]" if biblio and biblio != "verified" else ""
+        lines.append("Published:  " + citation + mark)
 
     def ident(label: str, key: str) -> None:
         value = study.get(key)

@@ -287,7 +287,8 @@ def test_tags_links_and_notes(empty_library: Path) -> None:
     claims = {c["claim"]: c for c in run_json("show", "doe2020instrumentassisted")["claims"]}
     assert claims["tissue-density"]["stance"] == "no-effect"
     assert claims["mechanoreceptor-rom"]["stance"] == "mixed"
-    assert claims["mechanoreceptor-rom"]["finding"] == "Hamstring ROM rose after one session"
+    # The old finding argued for "supports"; a new stance without a finding must not keep it.
+    assert claims["mechanoreceptor-rom"]["finding"] is None
     run("unlink", "doe2020instrumentassisted", "--claim", "tissue-density")
     result = run("unlink", "doe2020instrumentassisted", "--claim", "tissue-density", expect=1)
     assert "is not linked" in result.stderr

@@ -291,9 +291,13 @@ def build_library(db_path: str | Path, n: int, *, seed: int = DEFAULT_SEED, chun
                 insert_studies(session, studies(size, seed, start), source="import", allocator=allocator)
             if progress and sys.stderr.isatty():
                 print(f"\rsynthetic library: {start + size - 1}/{n} studies", end="", file=sys.stderr)
-        with db.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.commit()
+        # A checkpoint cannot run inside a transaction, and every SQLAlchemy transaction here begins
+        # IMMEDIATE (evidence.db): use the driver connection, outside any transaction.
+        raw = db.engine.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
     finally:
         db.close()
     if progress and sys.stderr.isatty():

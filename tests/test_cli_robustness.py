@@ -1,0 +1,181 @@
+"""Regression tests from the review of the library CLI: races, verification after edits, errors as one
+line, output files, filter semantics."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run, run_json
+
+
+def test_hand_edit_of_an_identifier_drops_its_verification() -> None:
+    before = run_json("show", "crothers2016spinal")
+    assert before["verification"]["doi"] == "verified"
+    run("edit", "crothers2016spinal", "--doi", "10.9999/typo.123", "--year", "2017")
+    after = run_json("show", "10.9999/typo.123")
+    assert after["verification"]["doi"] == "unverified"
+    assert after["verification"]["bibliographic"] == "unverified"
+    assert after["verification"]["authors"] == before["verification"]["authors"]
+    assert "10.9999/typo.123  [NOT verified]" in run("show", "10.9999/typo.123").stdout
+
+
+def test_relinking_with_a_new_stance_drops_the_old_finding() -> None:
+    run("link", "crothers2016spinal", "--claim", "pain-modulation", "--stance", "supports")
+    link = run_json("show", "crothers2016spinal")["claims"][0]
+    assert link["stance"] == "supports" and link["finding"] is None
+
+
+@pytest.mark.parametrize("ref", ["99999999999999999999", "id:9223372036854775808", "²", "٣", "id:²"])
+def test_odd_references_are_a_one_line_not_found(ref: str) -> None:
+    result = run("show", ref, expect=1)
+    assert result.stderr.startswith("Error: no study matches")
+    assert result.stderr.count("\n") == 1
+
+
+def test_percent_encoded_doi_url_is_understood() -> None:
+    shown = run_json("show", "https://doi.org/10.1186%2Fs12998-016-0096-9")
+    assert shown["citekey"] == "crothers2016spinal"
+
+
+def test_output_to_a_folder_or_missing_folder_is_one_line(tmp_path: Path) -> None:
+    result = run("claims", "--format", "csv", "-o", str(tmp_path), expect=1)
+    assert "is a folder" in result.stderr and result.stderr.count("\n") == 1
+    result = run("claims", "-o", str(tmp_path / "nope" / "x.csv"), expect=1)
+    assert "does not exist" in result.stderr
+
+
+def test_output_keeps_permissions_and_writes_devices_directly(tmp_path: Path) -> None:
+    target = tmp_path / "perm.csv"
+    target.write_text("old")
+    target.chmod(0o644)
+    run("claims", "--format", "csv", "-o", str(target))
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert target.read_text().startswith("claim,")
+    run("claims", "--format", "csv", "-o", os.devnull)
+    assert stat.S_ISCHR(Path(os.devnull).stat().st_mode)
+
+
+def test_unopenable_database_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run("--db", str(blocker / "sub" / "lib.db"), "find", expect=1)
+    assert result.stderr.startswith("Error: cannot open") and result.stderr.count("\n") == 1
+    result = run("--db", "postgresql+nosuchdriver://u@127.0.0.1:1/x", "find", expect=1)
+    assert result.stderr.startswith("Error: cannot open") and "Traceback" not in result.stderr
+
+
+def test_claim_and_mechanism_are_separate_conditions() -> None:
+    both = {
+        r["citekey"]
+        for r in run_json("find", "--claim", "tissue-density", "--mechanism", "neural-stimulation")
+    }
+    assert any(k.startswith("ikeda2019") for k in both)
+    for row in run_json("find", "--claim", "tissue-density", "--mechanism", "neural-stimulation"):
+        assert "tissue-density" in {c["claim"] for c in row["claims"]}
+        assert "neural-stimulation" in row["mechanisms"]
+
+
+def test_tag_filter_normalises_like_tagging() -> None:
+    run("tag", "crothers2016spinal", "-t", "Hand Out")
+    assert [r["citekey"] for r in run_json("find", "--tag", "Hand Out")] == ["crothers2016spinal"]
+
+
+def test_like_wildcards_are_literal_and_empty_text_is_refused() -> None:
+    assert run_json("find", "--condition", "%") == []
+    assert run_json("find", "--condition", "_") == []
+    result = run("find", "--text", "   ", expect=1)
+    assert "has no words" in result.stderr
+
+
+def test_empty_result_writes_header_and_message_on_stderr() -> None:
+    result = run("find", "--year-from", "2099", "--format", "csv", "--columns", "citekey,year")
+    assert result.stdout == "citekey,year\n"
+    result = run("find", "--year-from", "2099")
+    assert result.stdout == "" and "no studies match" in result.stderr
+    result = run("find", "--year-from", "2099", "--columns", "bogus", expect=1)
+    assert "unknown column 'bogus'" in result.stderr
+
+
+def test_summary_counts_a_study_once_per_mechanism_like_mechanisms() -> None:
+    mechanisms = {m["mechanism"]: m["studies"] for m in run_json("mechanisms")}
+    totals: dict[str, int] = {}
+    for row in run_json("summary"):
+        totals[row["mechanism"]] = totals.get(row["mechanism"], 0) + row["total"]
+    assert totals == mechanisms
+    assert {row["level"] for row in run_json("summary", "--by", "level")} <= {
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "unknown",
+    }
+
+
+def test_init_empty_refuses_a_library_with_studies() -> None:
+    run_json("find")
+    result = run("db", "init", "--empty", expect=1)
+    assert "already holds 49 studies" in result.stderr
+
+
+def test_remove_with_nobody_to_answer_removes_nothing() -> None:
+    result = run("remove", "crothers2016spinal", input="", expect=1)
+    assert "rerun with --yes" in result.stderr
+    run("show", "crothers2016spinal")
+
+
+def test_author_without_family_name_is_refused() -> None:
+    result = run("add", "--title", "T", "--author", ",", expect=1)
+    assert "has no family name" in result.stderr
+
+
+def finish(process: subprocess.Popen[bytes]) -> int:
+    _out, err = process.communicate(timeout=60)
+    assert b"Traceback" not in err, err
+    return process.returncode
+
+
+@pytest.mark.slow
+def test_parallel_writers_lose_nothing_and_a_new_library_opens_once(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
+    env["EVIDENCE_HOME"] = str(tmp_path / "home")
+    env["EVIDENCE_DB"] = str(tmp_path / "race.db")
+    cli = [sys.executable, str(Path(__file__).resolve().parent.parent / "cli.py")]
+    # Four processes open the same new database at once: one migrates and seeds, the others wait.
+    openers = [
+        subprocess.Popen(
+            [*cli, "find", "--limit", "1", "--format", "json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        for _ in range(4)
+    ]
+    assert [finish(p) for p in openers] == [0, 0, 0, 0]
+    writers = [
+        subprocess.Popen(
+            [*cli, "note", "crothers2016spinal", "-m", f"writer {i}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        for i in range(6)
+    ]
+    assert [finish(p) for p in writers] == [0] * 6
+    shown = subprocess.run(
+        [*cli, "show", "crothers2016spinal", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    notes = __import__("json").loads(shown.stdout)["notes"]
+    assert all(f"writer {i}" in notes for i in range(6))
