@@ -88,8 +88,8 @@ CLAIMS: tuple[ClaimSpec, ...] = (
         "microtrauma-inflammation",
         "inflammatory-healing",
         "Local inflammatory response from microtrauma",
-        "Controlled microtrauma from the instrument triggers a local inflammatory (or anti-inflammatory) "
-        "response that restarts healing.",
+        "Controlled microtrauma from the instrument triggers a local inflammatory response that restarts "
+        "healing.",
     ),
     ClaimSpec(
         "blood-flow",
