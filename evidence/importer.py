@@ -14,7 +14,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -142,6 +142,12 @@ class ImportReport:
         return lines
 
 
+def _short(value: Any, limit: int = 70) -> str:
+    """A value for a conflict line: repr, cut to `limit` characters (an abstract would fill the screen)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
 def normalise_title(title: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9 ]", " ", records.ascii_fold(title).lower()).split())
 
@@ -216,12 +222,21 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
 
 
 class DuplicateIndex:
-    """DOI, PMID and (first author, year) → titles, for the library and the records seen so far."""
+    """DOI, PMID and (first author, year) → titles, for the library and the records seen so far.
+
+    Two records with different DOIs (or different PMIDs) are different works however alike their titles:
+    templated titles ("Effects of IASTM on ...: a randomized controlled trial") by the same first author in
+    the same year are common, and merging them would lose a study.
+    """
 
     def __init__(self) -> None:
         self.by_doi: dict[str, str] = {}
         self.by_pmid: dict[str, str] = {}
-        self.by_author_year: dict[tuple[str, int | None], list[tuple[str, str]]] = defaultdict(list)
+        # (first author, year) -> parallel lists: normalised titles, and (key, doi, pmid) of each.
+        self.titles: dict[tuple[str, int | None], list[str]] = defaultdict(list)
+        self.entries: dict[tuple[str, int | None], list[tuple[str, str | None, str | None]]] = defaultdict(
+            list
+        )
 
     def add(
         self, key: str, doi: str | None, pmid: str | None, family: str, year: int | None, title: str
@@ -230,27 +245,30 @@ class DuplicateIndex:
             self.by_doi[doi] = key
         if pmid:
             self.by_pmid[pmid] = key
-        self.by_author_year[(family, year)].append((normalise_title(title), key))
+        self.titles[(family, year)].append(normalise_title(title))
+        self.entries[(family, year)].append((key, doi, pmid))
 
     def match(self, rec: Mapping[str, Any]) -> tuple[str, str] | None:
-        if rec.get("doi") and rec["doi"] in self.by_doi:
-            return self.by_doi[rec["doi"]], "doi"
-        if rec.get("pmid") and rec["pmid"] in self.by_pmid:
-            return self.by_pmid[rec["pmid"]], "pmid"
-        candidates = self.by_author_year.get((_family_key(rec["authors"]), rec.get("year")))
-        if not candidates:
+        doi, pmid = rec.get("doi"), rec.get("pmid")
+        if doi and doi in self.by_doi:
+            return self.by_doi[doi], "doi"
+        if pmid and pmid in self.by_pmid:
+            return self.by_pmid[pmid], "pmid"
+        bucket = (_family_key(rec["authors"]), rec.get("year"))
+        titles = self.titles.get(bucket)
+        if not titles:
             return None
         from rapidfuzz import fuzz, process
 
-        best = process.extractOne(
-            normalise_title(rec["title"]),
-            [t for t, _ in candidates],
-            scorer=fuzz.ratio,
-            score_cutoff=TITLE_MATCH,
-        )
-        if best is None:
-            return None
-        return candidates[best[2]][1], f"title+author+year ({best[1]:.0f}%)"
+        entries = self.entries[bucket]
+        for _title, score, position in process.extract(
+            normalise_title(rec["title"]), titles, scorer=fuzz.ratio, score_cutoff=TITLE_MATCH, limit=None
+        ):
+            key, other_doi, other_pmid = entries[position]
+            if (doi and other_doi and doi != other_doi) or (pmid and other_pmid and pmid != other_pmid):
+                continue
+            return key, f"title+author+year ({score:.0f}%)"
+        return None
 
 
 def _library_index(session: Session) -> DuplicateIndex:
@@ -291,7 +309,7 @@ def _merge_into_study(
             sources[name] = "import"
             outcome.filled.append(name)
         elif str(old).strip().lower() != str(new).strip().lower():
-            outcome.conflicts.append(f"{name}: library has {old!r}, file has {new!r}")
+            outcome.conflicts.append(f"{name}: library has {_short(old)}, file has {_short(new)}")
     if study.design and not study.level_overridden:
         study.level = vocab.level_for_design(study.design)
     if not study.authors and rec["authors"]:
@@ -339,7 +357,9 @@ def _merge_pending(pending: dict[str, Any], rec: Mapping[str, Any], outcome: Imp
             rec.get(name) not in (None, "")
             and str(pending[name]).strip().lower() != str(rec[name]).strip().lower()
         ):
-            outcome.conflicts.append(f"{name}: first record has {pending[name]!r}, this one {rec[name]!r}")
+            outcome.conflicts.append(
+                f"{name}: first record has {_short(pending[name])}, this one {_short(rec[name])}"
+            )
     if not pending["authors"] and rec["authors"]:
         pending["authors"] = rec["authors"]
         outcome.filled.append("authors")
@@ -360,10 +380,16 @@ def _merge_pending(pending: dict[str, Any], rec: Mapping[str, Any], outcome: Imp
 
 
 def import_records(
-    session: Session, raw_records: Iterable[Mapping[str, Any]], *, path: str, keep_outcomes: bool = True
+    session: Session,
+    raw_records: Iterable[Mapping[str, Any]],
+    *,
+    path: str,
+    keep_outcomes: bool = True,
+    validated: bool = False,
 ) -> ImportReport:
     """Validate, de-duplicate, merge and insert. Raises ImportFormatError on the first malformed record
-    (the caller's transaction then rolls everything back)."""
+    (the caller's transaction then rolls everything back). `validated=True`: the records already went
+    through `validate_record` (in a parsing worker process, see `evidence.exchange`)."""
     report = ImportReport(path, keep_outcomes=keep_outcomes)
     index = _library_index(session)
     allocator = CitekeyAllocator(session)
@@ -381,7 +407,7 @@ def import_records(
 
     index_key_rewrite: dict[str, str] = {}
     for raw in raw_records:
-        rec = validate_record(raw, path)
+        rec = cast(dict[str, Any], raw) if validated else validate_record(raw, path)
         outcome = ImportOutcome(rec["_line"], rec["title"], "added")
         found = index.match(rec)
         if found is not None:

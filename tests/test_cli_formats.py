@@ -424,3 +424,37 @@ def test_progress_bar_is_hidden_without_a_terminal(empty_library: Path, tmp_path
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith(f"imported {source}: {len(studies) * 30} records: {len(studies)} added")
     assert "Importing" not in done.stderr and "\r" not in done.stderr
+
+
+def test_a_large_file_is_parsed_in_a_worker_process_with_the_same_result(
+    empty_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evidence import exchange
+    from evidence.formats import EXPORTERS
+
+    studies = json.loads((FIXTURES / "seed_studies.json").read_text(encoding="utf-8"))
+    source = tmp_path / "all.bib"
+    with source.open("w", encoding="utf-8") as out:
+        EXPORTERS["bibtex"](studies, out)
+    serial = tmp_path / "serial.db"
+    run("--db", str(serial), "db", "init", "--empty")
+    run("--db", str(serial), "import", str(source))
+    monkeypatch.setattr(exchange, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(exchange, "WORKER_BATCH", 7)
+    result = run("--db", str(empty_library), "import", str(source))
+    assert result.stderr.startswith(f"imported {source}: {len(studies)} records: {len(studies)} added")
+    assert rows(empty_library) == rows(serial)
+    # Full-text search covers the imported studies, and the index trigger is back for later edits.
+    assert [s["citekey"] for s in rows(empty_library, "--text", "visceral adhesions")] == ["bove2012visceral"]
+    run("--db", str(empty_library), "add", "--title", "Zygomatic scraping in lutists", "--author", "Doe, J")
+    assert len(rows(empty_library, "--text", "zygomatic")) == 1
+    # An error found by the worker names the file and line, and the library stays as it was.
+    broken = tmp_path / "broken.bib"
+    broken.write_text(
+        source.read_text(encoding="utf-8") + "\n@article{x,\n  year = {2020}\n}\n", encoding="utf-8"
+    )
+    line = source.read_text(encoding="utf-8").count("\n") + 2
+    before = snapshot(empty_library)
+    result = run("--db", str(empty_library), "import", str(broken), expect=1)
+    assert result.stderr == f"Error: {broken}:{line}: entry 'x' has no title (expected 'title = {{...}}')\n"
+    assert snapshot(empty_library) == before
