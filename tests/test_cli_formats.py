@@ -170,20 +170,32 @@ def test_export_is_written_whole_or_not_at_all(
 
 
 def test_export_streams_in_chunks(library: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from evidence import exchange, query
+    from evidence import exchange
+    from evidence.config import load_settings
+    from evidence.db import open_database
+    from evidence.query import FindFilters, find_ids
 
     whole = run("--db", str(library), "export", "--to", "ris").stdout
-    calls: list[int] = []
-    real = query.study_rows
-
-    def counting(session: Any, ids: Any) -> list[dict[str, Any]]:
-        calls.append(len(ids))
-        return real(session, ids)
-
     monkeypatch.setattr(exchange, "EXPORT_CHUNK", 10)
-    monkeypatch.setattr(query, "study_rows", counting)
     assert run("--db", str(library), "export", "--to", "ris").stdout == whole
-    assert calls and max(calls) == 10 and sum(calls) == len(rows(library))
+    # Lazily: the first row costs one chunk of queries, not the whole selection.
+    database = open_database(load_settings().with_db(str(library)), seed=False)
+    statements: list[str] = []
+    try:
+        with database.transaction() as session:
+            ids = find_ids(session, FindFilters())
+            raw = session.connection().connection.driver_connection
+            raw.set_trace_callback(statements.append)  # type: ignore[union-attr]
+            rows = exchange.iter_selection(session, ids)
+            first = next(rows)  # type: ignore[call-overload]
+            assert first["id"] == ids[0]
+            study_queries = [s for s in statements if "FROM studies WHERE id IN" in s]
+            assert len(study_queries) == 1
+            assert sum(1 for _ in rows) == len(ids) - 1
+            raw.set_trace_callback(None)  # type: ignore[union-attr]
+    finally:
+        database.close()
+    assert len([s for s in statements if "FROM studies WHERE id IN" in s]) == -(-len(ids) // 10)
 
 
 def test_export_with_no_match_writes_an_empty_but_valid_file(library: Path) -> None:
@@ -312,7 +324,8 @@ def test_import_adds_merges_duplicates_in_file_and_reports(empty_library: Path, 
         "unchanged, 1 duplicates within the file, 1 conflicts"
     )
     assert lines[1] == (
-        f"  {source}:17: conflict with #1: journal: first record has 'Journal of Imports', this one 'J Imports'"
+        f"  {source}:17: conflict with #1: journal: first record has 'Journal of Imports', "
+        "this one 'J Imports'"
     )
     doe, roe = sorted(rows(empty_library), key=lambda s: s["year"])
     assert doe["citekey"] == "doe2020first" and doe["volume"] == "7"  # filled from the in-file duplicate

