@@ -1012,7 +1012,7 @@ CHECK_TABLE = ("id", "citekey", "doi", "status", "updates")
 
 
 @cli.command()
-@click.option("--cached", is_flag=True, help="Re-read the cached records instead of asking Crossref again.")
+@click.option("--cached", is_flag=True, help="Re-read the cached records only: no request (works offline).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @output_options
 @pass_state
@@ -1024,7 +1024,8 @@ def check(
     Asks Crossref for each work's `updated-by` notices (publisher and Retraction Watch), 50 DOIs per
     request, and updates each study's status; `find` and `show` then mark retracted studies and
     `find --exclude-retracted` hides them. Lists the studies with a notice; exit 0 when the check ran (even
-    if it found retractions), 1 if Crossref could not be reached.
+    if it found retractions), 1 if Crossref could not be reached or no study could be checked. --cached
+    sends no request: it re-reads what earlier runs fetched.
 
     \b
     Examples:
@@ -1051,6 +1052,8 @@ def check(
     if result.failed:
         first = result.failed[0].detail
         raise click.ClickException(f"{len(result.failed)} studies were not checked: {first}")
+    if result.nothing_checked:
+        raise click.ClickException("no study could be checked: Crossref has none of their DOIs")
 
 
 # --- citation lists: export, cite, import ---------------------------------------------------------------

@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from html.parser import HTMLParser
 from typing import Any, Literal, NamedTuple
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from evidence.config import Settings
 from evidence.errors import (
+    BadEndpoint,
     BadResponse,
     CrossrefError,
     CrossrefUnavailable,
@@ -645,8 +646,17 @@ def parse_rate_limit(headers: Mapping[str, str]) -> float | None:
 # Failures: what went wrong with one request, before it is turned into per-DOI errors
 # ==================================================================================================
 
-FailureKind = Literal["not-found", "rate-limited", "timeout", "network", "server", "bad-response", "rejected"]
+FailureKind = Literal[
+    "not-found", "rate-limited", "timeout", "network", "server", "bad-response", "rejected", "bad-endpoint"
+]
 _RETRYABLE: frozenset[FailureKind] = frozenset({"rate-limited", "timeout", "server"})
+#: Failures that say Crossref itself is unusable right now: once one happens, a run sends nothing more.
+_STOPS_THE_RUN: frozenset[FailureKind] = frozenset(
+    {"rate-limited", "timeout", "network", "server", "bad-endpoint"}
+)
+#: After a refused batch (HTTP 400...), how many single requests may be refused the same way before we
+#: conclude that Crossref refuses everything we send (not one odd DOI) and stop.
+MAX_REFUSED_SINGLES = 3
 
 
 @dataclass(frozen=True)
@@ -661,9 +671,41 @@ class _Failure:
     def retryable(self) -> bool:
         return self.kind in _RETRYABLE
 
-    def error(self, subject: str, doi: str | None, attempts: int, timeout: float) -> CrossrefError:
-        """The project's error for ``subject`` (``DOI 10.x/y`` or ``the citation search``)."""
+    @property
+    def stops_the_run(self) -> bool:
+        return self.kind in _STOPS_THE_RUN
+
+    def error(
+        self, subject: str, doi: str | None, attempts: int, timeout: float, *, attempted: bool = True
+    ) -> CrossrefError:
+        """The project's error for ``subject`` (``DOI 10.x/y`` or ``the citation search``).
+
+        ``attempted=False``: no request was sent for ``subject`` because an earlier one failed this way.
+        """
+        error = self._error(subject, doi, attempts, timeout)
+        if attempted:
+            return error
+        # The same class (so callers still see "unavailable" or "rate limited"), said honestly.
+        message = f"not attempted: an earlier request failed ({error})"
+        skipped: CrossrefError
+        if isinstance(error, RateLimited):
+            skipped = RateLimited(message, doi=doi, retry_after=error.retry_after, reason=error.reason)
+        else:
+            skipped = type(error)(message, doi=doi, reason=error.reason)
+        skipped.attempted = False
+        return skipped
+
+    def _error(self, subject: str, doi: str | None, attempts: int, timeout: float) -> CrossrefError:
         tries = f" after {attempts} attempts" if attempts > 1 else ""
+        if self.kind == "bad-endpoint":
+            # A list route (/works?filter=..., /works?query...) never answers 404 for a missing DOI: the
+            # URL itself is wrong (EVIDENCE_CROSSREF_URL, a proxy...). Nothing was checked.
+            return BadEndpoint(
+                f"Crossref's address answered HTTP {self.status} (not found) for {subject} at {self.detail}: "
+                "is EVIDENCE_CROSSREF_URL right?",
+                doi=doi,
+                reason=f"HTTP {self.status} from {self.detail}",
+            )
         if self.kind == "not-found":
             return DoiNotFound(
                 f"Crossref has no record of {subject} (check it for typos; it may be registered elsewhere, "
@@ -697,7 +739,9 @@ class _Failure:
             )
         if self.kind == "rejected":
             return CrossrefError(
-                f"Crossref refused the request for {subject} (HTTP {self.status}: {self.detail})", doi=doi
+                f"Crossref refused the request for {subject} (HTTP {self.status}: {self.detail})",
+                doi=doi,
+                reason=f"HTTP {self.status}: {self.detail}",
             )
         return BadResponse(
             f"Crossref sent an answer for {subject} that evidence cannot read ({self.detail})", doi=doi
@@ -801,17 +845,10 @@ class CrossrefClient:
 
         The work's ``doi`` is Crossref's primary DOI: it differs from the one asked for when that is an alias.
         """
-        key = normalize_doi(doi)
-        subject = f"DOI {key}"
-        try:
-            # habanero concatenates the id into the path: quote "?", "#", "%"... (but keep "/").
-            envelope = self._call("single", lambda: self._cr.works(ids=quote(key, safe="/")))
-        except _RequestFailed as failed:
-            raise self._error(failed, subject, key) from None
-        message = _envelope_message(envelope, "work")
-        if isinstance(message, _Failure):
-            raise self._error(_RequestFailed(message, 1), subject, key)
-        return _parse_for(message, key)
+        result, _failed = self._fetch_single(normalize_doi(doi))
+        if isinstance(result, CrossrefError):
+            raise result
+        return result
 
     def fetch_works(
         self,
@@ -829,28 +866,67 @@ class CrossrefClient:
         exception is a DOI *alias* (the filter matches only the primary DOI); pass
         ``confirm_missing=True`` to ask ``/works/{doi}`` once for each missing DOI.
 
-        Once a batch fails for good with a network error, a timeout, a 5xx or a 429, no further requests
-        are sent: the remaining DOIs get the same kind of error (no network on a train should fail fast).
+        Once any request (a batch or a single DOI) fails for good with a network error, a timeout, a 5xx,
+        a 429 or a 404 on the list route (a wrong address), no further requests are sent: the remaining
+        DOIs get the same kind of error, worded "not attempted" (no network on a train should fail fast).
+        A refused batch (e.g. HTTP 400 for one odd DOI) is retried one DOI at a time, but if the first
+        ``MAX_REFUSED_SINGLES`` single requests are refused with the same status too, Crossref refuses
+        everything we send and the rest is not attempted.
         Raises ``InvalidIdentifier`` (before any request) if a value is not a DOI.
         """
         wanted = list(dict.fromkeys(normalize_doi(doi) for doi in dois))
         results: dict[str, CrossrefWork | CrossrefError] = {}
+        stopped: _RequestFailed | None = None
 
         def record(doi: str, result: CrossrefWork | CrossrefError) -> None:
             results[doi] = result
             if on_result is not None:
                 on_result(doi, result)
 
+        def skip(doi: str) -> None:
+            assert stopped is not None
+            record(doi, self._error(stopped, f"DOI {doi}", doi, attempted=False))
+
+        def single(doi: str) -> _RequestFailed | None:
+            """One ``/works/{doi}`` request, unless the run has stopped; the failure, if any."""
+            nonlocal stopped
+            if stopped is not None:
+                skip(doi)
+                return None
+            result, failed = self._fetch_single(doi)
+            if failed is not None and failed.failure.stops_the_run:
+                stopped = failed
+            record(doi, result)
+            return failed
+
+        def one_by_one(chunk: Sequence[str], refused: _RequestFailed) -> None:
+            """After a refused batch: each DOI alone, unless the first few are refused the same way."""
+            nonlocal stopped
+            refusals = 0
+            for position, doi in enumerate(chunk):
+                failed = single(doi)
+                same = (
+                    failed is not None
+                    and failed.failure.kind == "rejected"
+                    and failed.failure.status == refused.failure.status
+                )
+                refusals += int(same)
+                if refusals == MAX_REFUSED_SINGLES and refusals == position + 1 and stopped is None:
+                    logger.info("Crossref refuses every DOI alone too (%s); stopping", failed)
+                    stopped = refused
+                    for rest in chunk[position + 1 :]:
+                        skip(rest)
+                    return
+
         # A comma would split the filter value (filter=doi:A,doi:B); such DOIs go one by one.
         batchable = [doi for doi in wanted if "," not in doi]
         singles = [doi for doi in wanted if "," in doi]
-        stopped: _RequestFailed | None = None
 
         for start in range(0, len(batchable), self.batch_size):
             chunk = batchable[start : start + self.batch_size]
             if stopped is not None:
                 for doi in chunk:
-                    record(doi, self._error(stopped, f"DOI {doi}", doi))
+                    skip(doi)
                 continue
             try:
                 items = self._fetch_batch(chunk)
@@ -858,10 +934,9 @@ class CrossrefClient:
                 if failed.failure.kind == "rejected" and len(chunk) > 1:
                     # e.g. a 400 for one odd DOI in the filter: find which one, one request each.
                     logger.info("Crossref refused a batch (%s); fetching its DOIs one by one", failed)
-                    for doi in chunk:
-                        record(doi, self._fetch_one_result(doi))
+                    one_by_one(chunk, failed)
                     continue
-                if failed.failure.kind in {"network", "timeout", "server", "rate-limited"}:
+                if failed.failure.stops_the_run:
                     stopped = failed
                 for doi in chunk:
                     record(doi, self._error(failed, f"DOI {doi}", doi))
@@ -871,15 +946,12 @@ class CrossrefClient:
                 if item is not None:
                     record(doi, _parse_result(item, doi))
                 elif confirm_missing:
-                    record(doi, self._fetch_one_result(doi))
+                    single(doi)
                 else:
                     record(doi, _NOT_IN_BATCH.error(f"DOI {doi}", doi, 1, self.settings.crossref_timeout))
 
         for doi in singles:
-            if stopped is not None:
-                record(doi, self._error(stopped, f"DOI {doi}", doi))
-            else:
-                record(doi, self._fetch_one_result(doi))
+            single(doi)
         return {doi: results[doi] for doi in wanted}
 
     def search_bibliographic(self, text: str, rows: int = 5) -> list[CrossrefWork]:
@@ -916,14 +988,25 @@ class CrossrefClient:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _error(self, failed: _RequestFailed, subject: str, doi: str | None) -> CrossrefError:
-        return failed.failure.error(subject, doi, failed.attempts, self.settings.crossref_timeout)
+    def _error(
+        self, failed: _RequestFailed, subject: str, doi: str | None, *, attempted: bool = True
+    ) -> CrossrefError:
+        return failed.failure.error(
+            subject, doi, failed.attempts, self.settings.crossref_timeout, attempted=attempted
+        )
 
-    def _fetch_one_result(self, doi: str) -> CrossrefWork | CrossrefError:
+    def _fetch_single(self, key: str) -> tuple[CrossrefWork | CrossrefError, _RequestFailed | None]:
+        """``GET /works/{key}`` (``key`` normalised): the work or its error, and the failed request if any."""
+        subject = f"DOI {key}"
         try:
-            return self.fetch_work(doi)
-        except CrossrefError as exc:
-            return exc
+            # habanero concatenates the id into the path: quote "?", "#", "%"... (but keep "/").
+            envelope = self._call("single", lambda: self._cr.works(ids=quote(key, safe="/")))
+        except _RequestFailed as failed:
+            return self._error(failed, subject, key), failed
+        message = _envelope_message(envelope, "work")
+        if isinstance(message, _Failure):
+            return self._error(_RequestFailed(message, 1), subject, key), None
+        return _parse_result(message, key), None
 
     def _fetch_batch(self, chunk: Sequence[str]) -> dict[str, Mapping[str, Any]]:
         """``GET /works?filter=doi:A,doi:B&rows=N``; the answer's items by lower-case DOI."""
@@ -958,7 +1041,7 @@ class CrossrefClient:
                 try:
                     return request()
                 except Exception as exc:  # habanero raises bare RuntimeError/TypeError: see _classify
-                    failure = self._classify(exc)
+                    failure = self._classify(exc, route)
             self._observe(route, failure)
             if not failure.retryable or attempt >= self.retry.max_attempts:
                 raise _RequestFailed(failure, attempt)
@@ -992,18 +1075,19 @@ class CrossrefClient:
             # A 429 means we were too fast even at the advertised rate (another process on this IP?).
             limiter.slow_down()
 
-    def _classify(self, exc: Exception) -> _Failure:
+    def _classify(self, exc: Exception, route: Route = "single") -> _Failure:
         """What went wrong, from whatever habanero raised (table in crossref.md)."""
         httpx2 = self._httpx2
         response = _response_in_chain(exc, httpx2)
         if response is not None:
-            return self._failure_from_response(response, exc)
+            return self._failure_from_response(response, exc, route)
         if isinstance(exc, self._habanero_request_error):
             # check_json(): a 2xx answer that is not JSON, or a JSON error body without a response at hand.
             status = _int_or_none(exc.args[0] if exc.args else None)
             if status is None or status < 400:
                 return _Failure("bad-response", "not JSON", status=status)
-            return self._failure_from_status(status, str(exc.args[1] if len(exc.args) > 1 else exc), {})
+            detail = str(exc.args[1] if len(exc.args) > 1 else exc)
+            return self._failure_from_status(status, detail, {}, route, self.settings.crossref_url)
         cause = exc if isinstance(exc, httpx2.HTTPError) else exc.__cause__
         if isinstance(cause, httpx2.TimeoutException):
             return _Failure("timeout", "timed out")
@@ -1025,7 +1109,7 @@ class CrossrefClient:
             return _Failure("bad-response", f"unexpected shape: {_one_line(str(exc), 60)}")
         raise exc
 
-    def _failure_from_response(self, response: Any, exc: Exception) -> _Failure:
+    def _failure_from_response(self, response: Any, exc: Exception, route: Route) -> _Failure:
         headers = {str(key).lower(): str(value) for key, value in response.headers.items()}
         detail = (
             str(exc.args[1]) if isinstance(exc, self._habanero_request_error) and len(exc.args) > 1 else ""
@@ -1035,9 +1119,18 @@ class CrossrefClient:
                 detail = response.text
             except Exception:  # a body that cannot be decoded is no reason to lose the status
                 detail = ""
-        return self._failure_from_status(int(response.status_code), _one_line(detail or ""), headers)
+        try:
+            url = unquote(str(response.request.url))
+        except Exception:  # a response without its request: name the configured address instead
+            url = self.settings.crossref_url
+        status = int(response.status_code)
+        return self._failure_from_status(status, _one_line(detail or ""), headers, route, url)
 
-    def _failure_from_status(self, status: int, detail: str, headers: Mapping[str, str]) -> _Failure:
+    def _failure_from_status(
+        self, status: int, detail: str, headers: Mapping[str, str], route: Route, url: str
+    ) -> _Failure:
+        if status == 404 and route == "list":
+            return _Failure("bad-endpoint", _one_line(url, 100), status=status, headers=headers)
         if status == 404:
             return _Failure("not-found", detail or "not found", status=status, headers=headers)
         if status == 429:

@@ -26,7 +26,7 @@ from evidence.models import Claim, Mechanism, Meta
 log = logging.getLogger(__name__)
 
 # The newest migration in evidence/migrations/versions; a test checks the two agree.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SEEDED_KEY = "seeded"
 

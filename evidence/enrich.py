@@ -2,8 +2,10 @@
 
 What it owns:
 
-- The **cache** of raw Crossref work messages (table ``crossref_cache``: DOI, fetch time, message). A DOI
-  already cached costs no request unless ``refresh=True``. Citation searches are not cached.
+- The **cache** of Crossref's answers (table ``crossref_cache``: DOI, fetch time, ``status`` and the raw work
+  message). A DOI already cached costs no request unless ``refresh=True``, and so does a DOI Crossref said
+  it does not know (``status="not-found"``, no message): asking again every run would cost two requests
+  (the batch and the confirming ``/works/{doi}``) to learn the same thing. Citation searches are not cached.
 - **Adding** a study from Crossref (``add_by_doi``, ``add_by_citation``), with provenance: the study's
   ``source`` is ``crossref`` and every field Crossref filled has ``field_sources[field] = "crossref"``.
 - **Matching** free-text citations (``resolve_citation``): Crossref's ``query.bibliographic`` candidates
@@ -44,6 +46,7 @@ from evidence.config import Settings
 from evidence.crossref import CrossrefClient, CrossrefWork, WorkUpdate, parse_work
 from evidence.db import Database
 from evidence.errors import (
+    BadEndpoint,
     BadResponse,
     CrossrefError,
     CrossrefUnavailable,
@@ -51,7 +54,7 @@ from evidence.errors import (
     InvalidValue,
     RateLimited,
 )
-from evidence.models import CrossrefCache, Study, utcnow
+from evidence.models import CACHE_FOUND, CACHE_NOT_FOUND, CrossrefCache, Study, utcnow
 from evidence.query import show_study
 
 logger = logging.getLogger(__name__)
@@ -90,6 +93,13 @@ def unreachable(exc: CrossrefError) -> CrossrefError:
     """The one-line error a command reports when Crossref cannot be used at all (no network, 5xx, 429)."""
     if isinstance(exc, RateLimited):
         return exc
+    if isinstance(exc, BadEndpoint):
+        return BadEndpoint(
+            f"Crossref could not be used ({exc.reason}): is EVIDENCE_CROSSREF_URL right? "
+            "Everything else works offline.",
+            doi=exc.doi,
+            reason=exc.reason,
+        )
     if isinstance(exc, CrossrefUnavailable):
         reason = exc.reason or str(exc)
         hint = "try again later." if reason.startswith("server error") else "no network?"
@@ -98,12 +108,18 @@ def unreachable(exc: CrossrefError) -> CrossrefError:
             doi=exc.doi,
             reason=exc.reason,
         )
+    if not exc.attempted:  # e.g. Crossref refused every request (HTTP 400), so the client stopped
+        return CrossrefError(
+            f"Crossref refused our requests ({exc.reason or exc}); nothing more was sent",
+            doi=exc.doi,
+            reason=exc.reason,
+        )
     return exc
 
 
 def _stops_the_run(exc: CrossrefError) -> bool:
     """Errors that say Crossref itself is unusable right now (not something about one DOI)."""
-    return isinstance(exc, CrossrefUnavailable | RateLimited)
+    return isinstance(exc, CrossrefUnavailable | RateLimited) or not exc.attempted
 
 
 # ==================================================================================================
@@ -113,19 +129,33 @@ def _stops_the_run(exc: CrossrefError) -> bool:
 
 @dataclass(frozen=True)
 class CachedMessage:
+    """One cached answer: Crossref's work message, or ``None`` when Crossref had no record of the DOI."""
+
     doi: str
     fetched_at: datetime
-    message: Mapping[str, Any]
+    message: Mapping[str, Any] | None
+
+    @property
+    def found(self) -> bool:
+        return self.message is not None
+
+    def not_found(self) -> DoiNotFound:
+        return DoiNotFound(
+            f"Crossref has no record of DOI {self.doi} (as of {self.fetched_at.date().isoformat()}, from the "
+            "cache; --refresh asks again)",
+            doi=self.doi,
+        )
 
 
 def cached_messages(session: Session, dois: Iterable[str]) -> dict[str, CachedMessage]:
-    """The cached raw messages of ``dois`` (normalised), by DOI; absent DOIs are simply not in the dict."""
+    """The cached answers for ``dois`` (normalised), by DOI; DOIs never asked are simply not in the dict."""
     wanted = list(dict.fromkeys(dois))
     found: dict[str, CachedMessage] = {}
     for start in range(0, len(wanted), 500):  # stay far below SQLite's bound-parameter limit
         chunk = wanted[start : start + 500]
         for row in session.scalars(select(CrossrefCache).where(CrossrefCache.doi.in_(chunk))):
-            found[row.doi] = CachedMessage(row.doi, row.fetched_at, row.message)
+            message = row.message if row.status == CACHE_FOUND else None
+            found[row.doi] = CachedMessage(row.doi, row.fetched_at, message)
     return found
 
 
@@ -143,12 +173,22 @@ def cached_dois(session: Session, dois: Iterable[str]) -> set[str]:
 
 def store_message(session: Session, doi: str, message: Mapping[str, Any], fetched_at: datetime) -> None:
     """Insert or replace the cached message of ``doi`` (the DOI that was asked for, normalised)."""
+    _store(session, doi, CACHE_FOUND, dict(message), fetched_at)
+
+
+def store_not_found(session: Session, doi: str, fetched_at: datetime) -> None:
+    """Remember that Crossref had no record of ``doi`` at ``fetched_at`` (so the next run does not ask)."""
+    _store(session, doi, CACHE_NOT_FOUND, None, fetched_at)
+
+
+def _store(
+    session: Session, doi: str, status: str, message: dict[str, Any] | None, fetched_at: datetime
+) -> None:
     row = session.get(CrossrefCache, doi)
     if row is None:
-        session.add(CrossrefCache(doi=doi, fetched_at=fetched_at, message=dict(message)))
+        session.add(CrossrefCache(doi=doi, fetched_at=fetched_at, status=status, message=message))
     else:
-        row.message = dict(message)
-        row.fetched_at = fetched_at
+        row.status, row.message, row.fetched_at = status, message, fetched_at
 
 
 def fetch_work_cached(
@@ -157,12 +197,13 @@ def fetch_work_cached(
     """One work, from the cache unless ``refresh``; ``(work, fetched_at, from_cache)``.
 
     A fetched work is written to the cache in ``session``. Crossref errors are raised; "Crossref cannot be
-    reached" comes as the one-line ``unreachable`` error.
+    reached" comes as the one-line ``unreachable`` error. A cached "not found" is not trusted here: a user
+    adding one DOI by hand may just have registered it, and one request is cheap.
     """
     key = ids.normalize_doi(doi)
     if not refresh:
         cached = cached_messages(session, [key]).get(key)
-        if cached is not None:
+        if cached is not None and cached.message is not None:
             try:
                 return parse_work(cached.message), cached.fetched_at, True
             except BadResponse:
@@ -269,9 +310,16 @@ def same_value(name: str, ours: Any, theirs: Any, work: CrossrefWork | None = No
     if name == "year":
         return int(ours) == int(theirs)
     if name == "pages":
-        return _page_range(str(ours)) == _page_range(str(theirs))
+        our_range, their_range = _page_range(str(ours)), _page_range(str(theirs))
+        # Crossref often has only the first page ("255") where we have the range ("255-270").
+        return our_range == their_range or (
+            "-" not in their_range and our_range.partition("-")[0] == their_range
+        )
     if name == "issn":
-        return {fold(p) for p in str(ours).split(",")} == {fold(p) for p in str(theirs).split(",")}
+        # Crossref lists print and electronic ISSNs; ours may be just one of them.
+        our_issns = {fold(p) for p in str(ours).split(",")} - {""}
+        their_issns = {fold(p) for p in str(theirs).split(",")} - {""}
+        return bool(our_issns) and our_issns <= their_issns
     if name == "url":
         return str(ours).strip().rstrip("/").lower() == str(theirs).strip().rstrip("/").lower()
     alternatives = [theirs]
@@ -426,25 +474,45 @@ def add_work(
     claims: Sequence[str] = (),
     stance: str | None = None,
     finding: str | None = None,
+    doi_verified: bool = True,
     extra_verification_note: str | None = None,
 ) -> Study:
     """Store ``work`` as a new study with ``source="crossref"``; fields the user gave win and are ``manual``.
 
+    ``doi_verified``: the user asked for exactly this DOI (``add --doi``), so Crossref's record of it
+    verifies it; a DOI found by a citation search is only a metadata match (``unverified``, the evidence in
+    ``extra_verification_note``). The bibliographic fields are ``verified`` only if every one of them is
+    Crossref's (a value the user gave that differs from Crossref's is not verified by anyone). Derived
+    fields follow their source: a level computed from the user's design is ``manual``.
     ``DuplicateRecord`` if the library already has its DOI.
     """
     links = _claim_links(claims, stance, finding)
-    user = records.normalize_fields(dict(fields or {}))
+    user = {k: v for k, v in records.normalize_fields(dict(fields or {})).items() if v is not None}
     user.pop("doi", None)
     records.find_duplicate(session, work.doi, user.get("pmid"), user.get("citekey"))
-    values = {k: v for k, v in work_fields(work).items() if v is not None}
-    values.update({k: v for k, v in user.items() if v is not None})
+    theirs = {k: v for k, v in work_fields(work).items() if v is not None}
+    values = {**theirs, **user}
     values["doi"] = work.doi
-    values.setdefault("doi_verification", "verified")  # Crossref has a record for exactly this DOI
-    values.setdefault("bibliographic_verification", "verified")
+    values.setdefault("doi_verification", "verified" if doi_verified else "unverified")
+    not_crossrefs = [
+        name
+        for name, field_ in records.VERIFICATION_OF_FIELD.items()
+        if field_ == "bibliographic_verification"
+        and name in user
+        and not (name in theirs and same_value(name, user[name], theirs[name], work))
+    ]
+    values.setdefault("bibliographic_verification", "unverified" if not_crossrefs else "verified")
     if not authors:
         values.setdefault("authors_verification", "verified")
-    if extra_verification_note:
-        values["verification_note"] = extra_verification_note
+    notes = [extra_verification_note] if extra_verification_note else []
+    if not_crossrefs:
+        notes.append(
+            "Given by hand, not Crossref's: "
+            + "; ".join(f"{name} {user[name]!r} (Crossref: {theirs.get(name)!r})" for name in not_crossrefs)
+            + "."
+        )
+    if notes:
+        values["verification_note"] = " ".join(notes)
     if not values.get("title"):
         raise InvalidValue(f"Crossref's record of {work.doi} has no title; add it by hand with --title")
     study = records.add_study(
@@ -459,6 +527,8 @@ def add_work(
     provenance = dict(study.field_sources)
     for name in user:
         provenance[name] = "manual"
+    if "level" not in user and "design" in user and study.level is not None:
+        provenance["level"] = "manual"  # computed from the user's design, not from anything Crossref said
     if authors:
         provenance["authors"] = "manual"
     study.field_sources = provenance
@@ -510,9 +580,10 @@ def add_by_doi(
 
 #: A candidate is acceptable only with its title at least this similar (rapidfuzz, 0-100) to the text.
 TITLE_THRESHOLD = 90.0
+#: ... and hold at least this share of the cited title's words (a short title inside a longer one is not it).
+MIN_TITLE_COVERAGE = 0.8
 #: ... and its confidence this far ahead of the runner-up's.
 MIN_GAP = 0.15
-_YEAR_RE = re.compile(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)")
 YearCheck = Literal["exact", "near", "mismatch", "unknown"]
 
 
@@ -523,6 +594,7 @@ class Candidate:
     rank: int  # 1-based, by our confidence; what --pick takes
     work: CrossrefWork
     title_similarity: float  # 0-100
+    title_coverage: float  # 0-1: share of the cited title's words in the candidate's title
     author_found: bool | None  # first author's family name in the text; None: the work lists no author
     year_check: YearCheck
     confidence: float  # 0-1, ours: title 0.6, author 0.2, year 0.2
@@ -533,6 +605,8 @@ class Candidate:
         """Passes every check on its own (the gap to the runner-up is judged by ``resolve_citation``)."""
         if self.title_similarity < TITLE_THRESHOLD or self.author_found is False:
             return False
+        if self.title_coverage < MIN_TITLE_COVERAGE:
+            return False  # a short title found inside a longer cited title: another paper
         if self.year_check == "mismatch":
             return False
         # At least one of author or year must positively agree, besides the title.
@@ -549,6 +623,7 @@ class Candidate:
             "journal": self.work.container_title,
             "confidence": round(self.confidence, 2),
             "title_similarity": round(self.title_similarity, 1),
+            "title_coverage": round(self.title_coverage, 2),
             "author_found": self.author_found,
             "year_check": self.year_check,
             "crossref_score": self.work.score,
@@ -587,25 +662,89 @@ class CitationDecision:
         }
 
 
-def _title_similarity(work: CrossrefWork, folded_text: str) -> float:
+# Where a citation's parts end: a full stop, question or exclamation mark, or a closing bracket (as in
+# "Smith J (2016) Title"), followed by a space. A title may hold one of these ("vs.", "(IASTM)"): the title
+# region below is made of every part the matched window mostly covers, so such a split does no harm.
+_PART_END = re.compile(r"(?<=[.?!)\]])\s+")
+
+
+@dataclass(frozen=True)
+class TitleMatch:
+    """How well a candidate's title matches the citation text."""
+
+    similarity: float  # 0-100: fuzz.ratio of the title against the best title-sized window of the text
+    coverage: float  # 0-1: share of the cited title's words (the parts the window lies in) in the title
+
+
+def _citation_words(text: str) -> tuple[list[str], list[int]]:
+    """The folded words of ``text`` and, for each, the number of the part of the citation it is in."""
+    words: list[str] = []
+    parts: list[int] = []
+    for number, part in enumerate(_PART_END.split(text)):
+        for word in fold(part).split():
+            words.append(word)
+            parts.append(number)
+    return words, parts
+
+
+def _coverage(title_words: set[str], words: list[str], parts: list[int], start: int, end: int) -> float:
+    """Share of the cited title's words that the candidate's title has.
+
+    The cited title is taken to be the part of the citation holding most of the window, plus every other
+    part the window covers at least half of (a title split by "vs." or "(IASTM)"). Initials and numbers
+    are not counted: they are authors, years and pages, not title words.
+    """
+    inside: dict[int, int] = {}
+    for number in parts[start:end]:
+        inside[number] = inside.get(number, 0) + 1
+    sizes: dict[int, int] = {}
+    for number in parts:
+        sizes[number] = sizes.get(number, 0) + 1
+    main = max(inside, key=lambda n: (inside[n], -n))
+    region = {n for n, count in inside.items() if n == main or count * 2 >= sizes[n]}
+    counted = [w for w, n in zip(words, parts, strict=True) if n in region and len(w) > 1 and not w.isdigit()]
+    if not counted:
+        return 1.0
+    return sum(1 for w in counted if w in title_words) / len(counted)
+
+
+def _title_similarity(work: CrossrefWork, text: str) -> TitleMatch:
+    """Compare the candidate's title with the title-sized windows of the citation, length included.
+
+    ``fuzz.partial_ratio`` would give 100% to a short title ("Hamstring flexibility", an editorial) that
+    merely appears inside a longer cited title. So: ``fuzz.ratio`` against every window of about the title's
+    length (the best one wins), and the coverage of the cited title by the candidate's title words.
+    """
     from rapidfuzz import fuzz  # imported here: only citation matching needs it
 
-    best = 0.0
+    words, parts = _citation_words(text)
+    best = TitleMatch(0.0, 0.0)
     titles = [work.title]
     if work.title and work.subtitle:
         titles.append(f"{work.title} {work.subtitle}")
     for title in titles:
         folded = fold(title or "")
-        if not folded:
+        if not folded or not words:
             continue
-        # A citation holds the title among authors and journal: look for the title inside the text. A text
-        # shorter than the title (half a title) must match the whole title, or any fragment would score 100.
-        if len(folded) <= len(folded_text):
-            score = float(fuzz.partial_ratio(folded, folded_text))
-        else:
-            score = float(fuzz.ratio(folded, folded_text))
-        best = max(best, score)
+        size = len(folded.split())
+        slack = max(2, size // 4)
+        similarity, window = -1.0, (0, 0)
+        for length in range(max(1, size - slack), min(len(words), size + slack) + 1):
+            for start in range(len(words) - length + 1):
+                score = float(fuzz.ratio(folded, " ".join(words[start : start + length])))
+                if score > similarity:
+                    similarity, window = score, (start, start + length)
+        if similarity < 0:  # a text shorter than the title's lower bound: compare it whole
+            similarity, window = float(fuzz.ratio(folded, " ".join(words))), (0, len(words))
+        match = TitleMatch(similarity, _coverage(set(folded.split()), words, parts, *window))
+        if _title_score(match) > _title_score(best):
+            best = match
     return best
+
+
+def _title_score(match: TitleMatch) -> float:
+    """0-1: similarity, scaled down when the title covers less of the cited title than it must."""
+    return match.similarity / 100 * min(1.0, match.coverage / MIN_TITLE_COVERAGE)
 
 
 def _first_author(work: CrossrefWork) -> str | None:
@@ -616,14 +755,54 @@ def _first_author(work: CrossrefWork) -> str | None:
     return author.family or author.name or author.given
 
 
+# --- the year a citation gives --------------------------------------------------------------------------
+
+_YEAR_TOKEN = re.compile(r"(?<![\d.])(1[89]\d\d|20\d\d)[a-z]?(?![\d])")
+_PAGE_RANGE = re.compile(r"\d+\s*[-\u2010-\u2015\u2212]\s*\d+")
+
+
+def citation_years(text: str) -> list[int]:
+    """The years ``text`` may be from, most plausible first (empty if it names none).
+
+    Not years: numbers in a page range (``1995-2001``) or after a colon (``12:1995``, pages; ``(3):1995``).
+    Most plausible: ``(2016)``, ``2016;`` (Vancouver: year;volume:pages) or a year standing alone as a
+    part of the citation (``Smith J, 2016.`` / ``. 2016.``); then any other four-digit year. A year in a
+    title ("The 2016 consensus") is therefore outranked by the publication year when both are there.
+    """
+    in_ranges = [(m.start(), m.end()) for m in _PAGE_RANGE.finditer(text)]
+    ranked: list[tuple[int, int, int]] = []  # (tier, position, year): lower tier is more plausible
+    for match in _YEAR_TOKEN.finditer(text):
+        start, end = match.span()
+        if any(a <= start < b for a, b in in_ranges):
+            continue
+        before = text[:start].rstrip()
+        after = text[end:].lstrip()
+        if before.endswith(":"):
+            continue  # ;12:1995 — a page
+        if (before.endswith("(") and after.startswith(")")) or after.startswith(";"):
+            tier = 0
+        elif (not before or before[-1] in ".,") and (not after or after[0] in ".,:"):
+            tier = 1
+        else:
+            tier = 2
+        ranked.append((tier, start, int(match.group(1))))
+    ranked.sort()
+    return list(dict.fromkeys(year for _tier, _pos, year in ranked))
+
+
 def score_candidate(work: CrossrefWork, text: str, rank: int = 0) -> Candidate:
     """Check one candidate against the citation text: title, first author, year. Pure (no I/O)."""
     folded_text = fold(text)
     words = f" {folded_text} "
     reasons: list[str] = []
 
-    similarity = _title_similarity(work, folded_text)
-    reasons.append(f"title {similarity:.0f}% similar")
+    title = _title_similarity(work, text)
+    if title.coverage < MIN_TITLE_COVERAGE:
+        reasons.append(
+            f"title {title.similarity:.0f}% similar but covers only {title.coverage:.0%} of the cited title"
+        )
+    else:
+        reasons.append(f"title {title.similarity:.0f}% similar")
 
     first = _first_author(work)
     author_found: bool | None
@@ -634,31 +813,43 @@ def score_candidate(work: CrossrefWork, text: str, rank: int = 0) -> Candidate:
         author_found = f" {fold(first)} " in words
         reasons.append(f"first author {first} {'found' if author_found else 'NOT found'} in the text")
 
-    years = {int(y) for y in _YEAR_RE.findall(text)}
+    # Only the most plausible year counts: in "Clin J 2016;12:1995-2001" the year is 2016, and 1995 (a page)
+    # must not confirm a 1995 paper.
+    years = citation_years(text)
+    cited = years[0] if years else None
     year_check: YearCheck
     if work.year is None:
         year_check = "unknown"
         reasons.append("Crossref has no year")
-    elif not years:
+    elif cited is None:
         year_check = "unknown"
         reasons.append(f"no year in the text (Crossref: {work.year})")
-    elif work.year in years:
+    elif work.year == cited:
         year_check = "exact"
         reasons.append(f"year {work.year} matches")
-    elif any(abs(work.year - y) == 1 for y in years):
+    elif abs(work.year - cited) == 1:
         # Online-first vs print year: a citation is often a year off Crossref's "issued".
         year_check = "near"
-        reasons.append(f"year {work.year} is one off the text's {'/'.join(map(str, sorted(years)))}")
+        reasons.append(f"year {work.year} is one off the text's {cited}")
     else:
         year_check = "mismatch"
-        reasons.append(f"year {work.year} not in the text ({'/'.join(map(str, sorted(years)))})")
+        reasons.append(f"year {work.year} is not the text's {cited}")
 
     if work.score is not None:
         reasons.append(f"Crossref score {work.score:g} (never decisive)")
     author_part = {True: 0.2, None: 0.1, False: 0.0}[author_found]
     year_part = {"exact": 0.2, "near": 0.15, "unknown": 0.1, "mismatch": 0.0}[year_check]
-    confidence = 0.6 * similarity / 100 + author_part + year_part
-    return Candidate(rank, work, similarity, author_found, year_check, confidence, tuple(reasons))
+    confidence = 0.6 * _title_score(title) + author_part + year_part
+    return Candidate(
+        rank,
+        work,
+        title.similarity,
+        title.coverage,
+        author_found,
+        year_check,
+        confidence,
+        tuple(reasons),
+    )
 
 
 def decide(text: str, works: Sequence[CrossrefWork]) -> CitationDecision:
@@ -667,7 +858,16 @@ def decide(text: str, works: Sequence[CrossrefWork]) -> CitationDecision:
     # Our confidence first; Crossref's order only breaks ties.
     order = sorted(range(len(scored)), key=lambda i: (-round(scored[i].confidence, 6), i))
     ranked = tuple(
-        Candidate(rank, c.work, c.title_similarity, c.author_found, c.year_check, c.confidence, c.reasons)
+        Candidate(
+            rank,
+            c.work,
+            c.title_similarity,
+            c.title_coverage,
+            c.author_found,
+            c.year_check,
+            c.confidence,
+            c.reasons,
+        )
         for rank, c in enumerate((scored[i] for i in order), start=1)
     )
     if not ranked:
@@ -678,6 +878,11 @@ def decide(text: str, works: Sequence[CrossrefWork]) -> CitationDecision:
         problems = []
         if best.title_similarity < TITLE_THRESHOLD:
             problems.append(f"title only {best.title_similarity:.0f}% similar (needs {TITLE_THRESHOLD:.0f})")
+        elif best.title_coverage < MIN_TITLE_COVERAGE:
+            problems.append(
+                f"its title covers only {best.title_coverage:.0%} of the cited title "
+                f"(needs {MIN_TITLE_COVERAGE:.0%}: a shorter title inside a longer one is another paper)"
+            )
         if best.author_found is False:
             problems.append("first author not in the text")
         if best.year_check == "mismatch":
@@ -749,9 +954,8 @@ def add_by_citation(
     store_message(session, work.doi, work.raw, now)
     how = "picked by the user" if pick is not None and chosen is not decision.match else "confident match"
     note = (
-        f"Added from the citation {text!r} by a Crossref search ({how}: "
-        + ", ".join(chosen.reasons[:3])
-        + ")."
+        f"DOI {work.doi} matched by a Crossref citation search on {now.date().isoformat()} for the citation "
+        f"{text!r} ({how}: " + ", ".join(chosen.reasons[:3]) + "); the article itself was not checked."
     )
     study = add_work(
         session,
@@ -763,6 +967,7 @@ def add_by_citation(
         claims=claims,
         stance=stance,
         finding=finding,
+        doi_verified=False,
         extra_verification_note=note,
     )
     return CitationAdd(decision, chosen, show_study(session, f"id:{study.id}"))
@@ -978,6 +1183,7 @@ def enrich(
     refs: Sequence[str] | None = None,
     *,
     refresh: bool = False,
+    cache_only: bool = False,
     facts_only: bool = False,
     chunk_size: int = CHUNK_SIZE,
     on_progress: Progress | None = None,
@@ -985,7 +1191,9 @@ def enrich(
     """Fill in what Crossref knows for ``refs`` (every study when ``None``), committing per chunk.
 
     DOIs not in the cache (all of them with ``refresh``) are fetched ``chunk_size`` per request; cached
-    ones cost nothing. Fetched chunks go first, so that when Crossref cannot be reached at all the run
+    ones cost nothing, including DOIs Crossref said it does not know (``not-found`` again, from the
+    cache). ``cache_only`` sends no request at all: a DOI never fetched is reported as failed ("not in the
+    cache"). Fetched chunks go first, so that when Crossref cannot be reached at all the run
     stops before changing anything (raising the one-line ``unreachable`` error). Once Crossref fails
     mid-run, no further requests are sent: the remaining uncached studies are reported as failed, the
     cached ones are still merged, and what was committed stays. ``facts_only`` updates only status,
@@ -993,6 +1201,8 @@ def enrich(
     """
     if not 1 <= chunk_size <= CHUNK_SIZE:
         raise InvalidValue(f"a chunk holds 1 to {CHUNK_SIZE} studies, not {chunk_size}")
+    if refresh and cache_only:
+        raise InvalidValue("refresh asks Crossref again; cache_only never asks: not both")
     requests_before, throttled_before = client.requests_sent, client.responses_429
     with db.transaction() as session:
         targets = _targets(session, refs)
@@ -1018,8 +1228,8 @@ def enrich(
                 )
             )
 
-    to_fetch = [t for t in with_doi if t.doi not in in_cache]
-    cached = [t for t in with_doi if t.doi in in_cache]
+    to_fetch = [] if cache_only else [t for t in with_doi if t.doi not in in_cache]
+    cached = [t for t in with_doi if t.doi in in_cache or cache_only]
     stopped: CrossrefError | None = None
     committed = False
     plan = [(chunk, True) for chunk in _chunks(to_fetch, chunk_size)]
@@ -1033,7 +1243,9 @@ def enrich(
                 stopped = failures[0]
                 if not committed and not any(isinstance(r, CrossrefWork) for r in fetched.values()):
                     raise unreachable(stopped)
-        chunk_outcomes = _merge_chunk(db, chunk, fetched, stopped, facts_only=facts_only)
+        chunk_outcomes = _merge_chunk(
+            db, chunk, fetched, stopped, facts_only=facts_only, cache_only=cache_only
+        )
         committed = True
         for outcome in chunk_outcomes:
             report(outcome)
@@ -1055,14 +1267,17 @@ def _merge_chunk(
     stopped: CrossrefError | None,
     *,
     facts_only: bool,
+    cache_only: bool = False,
 ) -> list[StudyOutcome]:
-    """One transaction: cache what was fetched, merge every study of the chunk, commit."""
+    """One transaction: cache what was fetched (works and not-found answers), merge every study, commit."""
     outcomes: list[StudyOutcome] = []
     with db.transaction() as session:
         now = utcnow()
         for doi, answer in fetched.items():
             if isinstance(answer, CrossrefWork):
                 store_message(session, doi, answer.raw, now)
+            elif isinstance(answer, DoiNotFound):
+                store_not_found(session, doi, now)
         cache = cached_messages(session, [str(t.doi) for t in chunk if str(t.doi) not in fetched])
         studies = {
             s.id: s
@@ -1079,13 +1294,20 @@ def _merge_chunk(
             result: CrossrefWork | CrossrefError | None = fetched.get(doi)
             checked_at = now
             if result is None and doi in cache:
-                checked_at = cache[doi].fetched_at
+                entry = cache[doi]
+                checked_at = entry.fetched_at
                 outcome.from_cache = True
-                try:
-                    result = parse_work(cache[doi].message)
-                except BadResponse as exc:
-                    result = exc
-            if result is None:
+                if entry.message is None:
+                    result = entry.not_found()
+                else:
+                    try:
+                        result = parse_work(entry.message)
+                    except BadResponse as exc:
+                        result = exc
+            if result is None and cache_only:
+                outcome.outcome = "failed"
+                outcome.detail = "not in the cache: never fetched from Crossref (ask without --cached)"
+            elif result is None:
                 assert stopped is not None
                 outcome.outcome = "failed"
                 outcome.detail = f"not attempted: {unreachable(stopped)}"
@@ -1129,6 +1351,11 @@ class UpdateCheck:
         return sum(1 for o in self.report.items if o.outcome in ("enriched", "unchanged"))
 
     @property
+    def nothing_checked(self) -> bool:
+        """Studies with a DOI were there, but not one could be checked: the check did not happen."""
+        return bool(self.report.items) and self.checked == 0
+
+    @property
     def failed(self) -> list[StudyOutcome]:
         return [o for o in self.report.items if o.outcome == "failed"]
 
@@ -1165,13 +1392,22 @@ def check_updates(
     refresh: bool = True,
     on_progress: Progress | None = None,
 ) -> UpdateCheck:
-    """Re-check ``updated-by`` for every study with a DOI (fresh from Crossref unless ``refresh=False``).
+    """Re-check ``updated-by`` for every study with a DOI: fresh from Crossref, or with ``refresh=False``
+    from the cache only (no request at all; a DOI never fetched is reported as not checked).
 
     Updates only Crossref's facts (status, updates, citations, references); commits per chunk like
     ``enrich``. Raises the one-line ``unreachable`` error if Crossref cannot be reached at all.
     """
 
-    report = enrich(db, client, None, refresh=refresh, facts_only=True, on_progress=on_progress)
+    report = enrich(
+        db,
+        client,
+        None,
+        refresh=refresh,
+        cache_only=not refresh,
+        facts_only=True,
+        on_progress=on_progress,
+    )
     without = [o for o in report.items if o.outcome == "no-doi"]
     report.items = [o for o in report.items if o.outcome != "no-doi"]
     return UpdateCheck(report, len(without))

@@ -62,7 +62,13 @@ class SeedDataError(EvidenceError):
 
 
 class CrossrefError(EvidenceError):
-    """Any failure talking to Crossref."""
+    """Any failure talking to Crossref.
+
+    ``attempted`` is ``False`` when no request was sent for this DOI because an earlier request of the same
+    run failed for good (the client stops rather than hammer a Crossref that is down or refusing us).
+    """
+
+    attempted: bool = True
 
     def __init__(self, message: str, doi: str | None = None, reason: str | None = None) -> None:
         self.doi = doi
@@ -90,6 +96,10 @@ class RateLimited(CrossrefError):
 
 class CrossrefUnavailable(CrossrefError):
     """Crossref could not be reached: no network, a timeout or a server error."""
+
+
+class BadEndpoint(CrossrefUnavailable):
+    """Crossref's address answered 404 on a list route (``/works?filter=...``): the URL is wrong."""
 
 
 class BadResponse(CrossrefError):

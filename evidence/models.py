@@ -228,14 +228,29 @@ class StudyClaim(Base):
     claim: Mapped[Claim] = relationship()
 
 
+#: ``CrossrefCache.status``: Crossref sent the work (``message`` holds it), or had no record of the DOI.
+CACHE_FOUND = "found"
+CACHE_NOT_FOUND = "not-found"
+
+
 class CrossrefCache(Base):
-    """Raw Crossref answers, so asking again for a DOI already fetched costs no request."""
+    """Crossref's answers, so asking again for a DOI already asked about costs no request.
+
+    A DOI Crossref does not know is cached too (``status="not-found"``, ``message`` NULL): ``message`` stays
+    exactly what Crossref sent, never a made-up placeholder.
+    """
 
     __tablename__ = "crossref_cache"
+    __table_args__ = (
+        CheckConstraint(f"status IN ('{CACHE_FOUND}', '{CACHE_NOT_FOUND}')", name="status"),
+        CheckConstraint(f"status = '{CACHE_NOT_FOUND}' OR message IS NOT NULL", name="found_has_message"),
+    )
 
     doi: Mapped[str] = mapped_column(String(255), primary_key=True)
     fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
-    message: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default=CACHE_FOUND, server_default=CACHE_FOUND)
+    # none_as_null: a not-found row stores SQL NULL, not the JSON text 'null'.
+    message: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class Meta(Base):

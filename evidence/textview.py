@@ -92,7 +92,7 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
         ("Sample:", "sample_size"),
         ("PEDro:", "pedro"),
         ("Citations:", "citations"),
-        ("Journal ISSN:", "issn"),
+        ("ISSN:", "issn"),
         ("Publisher:", "publisher"),
         ("URL:", "url"),
     ):

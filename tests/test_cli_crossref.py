@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Response
 
-from evidence import bulk
+from evidence import bulk, records
 from evidence.config import load_settings
 from evidence.db import open_database
 from tests.crossref_fake import (
@@ -24,6 +25,7 @@ from tests.crossref_fake import (
     fail_once,
     install,
     install_closed_port,
+    json_response,
     work,
 )
 from tests.helpers import run, run_json
@@ -509,3 +511,250 @@ def test_no_network_one_line_exit_1_nothing_changed(
     assert lines[0].endswith("no network? Everything else works offline.")
     assert dump(seeded_library) == before
     assert run("find", "--mechanism", "neural-stimulation").exit_code == 0  # the rest works offline
+
+
+# --- review 3 regressions ---------------------------------------------------------------------------
+
+HAMSTRING_CITATION = (
+    "Smith J, Jones K. Hamstring flexibility and sprint performance in elite soccer players: a randomised "
+    "trial. Br J Sports Med. 2016;50(3):123-130."
+)
+
+
+def search_of(*messages: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "message-type": "work-list",
+        "message": {"total-results": len(messages), "items": list(messages)},
+    }
+
+
+def test_a_short_title_inside_the_cited_title_is_never_a_confident_match(
+    empty_library: Path, crossref: FakeCrossref
+) -> None:
+    editorial = work("10.5555/editorial.2016", "Hamstring flexibility", family="Smith", year=2016, score=99.0)
+    crossref.search = search_of(editorial)
+
+    result = run("resolve", HAMSTRING_CITATION, "--format", "json", expect=1)
+
+    (candidate,) = json.loads(result.stdout)
+    assert candidate["title_similarity"] == 100  # the words are there...
+    assert candidate["title_coverage"] < 0.8  # ...but they are a fifth of the cited title
+    assert "covers only" in result.stderr and "of the cited title" in result.stderr
+    assert run("add", "--citation", HAMSTRING_CITATION, expect=1).stderr.startswith("Error: ambiguous")
+    assert run_json("find") == []
+
+    right = work(
+        "10.5555/bjsm.2016.sprint",
+        "Hamstring flexibility and sprint performance in elite soccer players",
+        family="Smith",
+        year=2016,
+        subtitle=["a randomised trial"],
+        score=40.0,
+    )
+    crossref.search = search_of(editorial, right)
+    assert run("add", "--citation", HAMSTRING_CITATION).stderr.startswith("matched 10.5555/bjsm.2016.sprint")
+    assert crossref.count("search") == 3
+
+
+def test_pages_are_not_years_when_matching_a_citation(empty_library: Path, crossref: FakeCrossref) -> None:
+    text = "Smith J. Hamstring flexibility in soccer players. Clin J 2016;12:1995-2001."
+    crossref.search = search_of(
+        work("10.5555/old.1995", "Hamstring flexibility in soccer players", family="Smith", year=1995)
+    )
+
+    result = run("resolve", text, "--format", "json", expect=1)
+
+    (candidate,) = json.loads(result.stdout)
+    assert candidate["year_check"] == "mismatch"
+    assert "year 1995 is not the text's 2016" in candidate["reasons"]
+    assert "year differs" in result.stderr
+
+
+def test_enrich_stops_after_a_confirming_request_fails_for_good(
+    empty_library: Path, crossref: FakeCrossref
+) -> None:
+    dois = add_synthetic(5)
+    crossref.add(work(dois[0], "Synthetic study 0"))  # the other four are absent from the batch answer
+    crossref.faults.append(
+        lambda request, fake: (
+            Response("unavailable", status=503) if fake.requests[-1][0] == "single" else None
+        )
+    )
+
+    result = run("enrich", "--all", "--format", "json", expect=1)
+
+    rows = {r["doi"]: r for r in json.loads(result.stdout)}
+    assert rows[dois[0]]["outcome"] == "enriched"
+    assert [rows[d]["outcome"] for d in dois[1:]] == ["failed"] * 4
+    assert "HTTP 503" in rows[dois[1]]["detail"]
+    assert rows[dois[2]]["detail"].startswith("not attempted: ")
+    # one batch, one confirming DOI with its 3 attempts (the test client's retry policy), then nothing
+    assert [kind for kind, _ in crossref.requests] == ["batch", "single", "single", "single"]
+
+
+def test_enrich_stops_when_crossref_refuses_every_request(
+    empty_library: Path, crossref: FakeCrossref
+) -> None:
+    """Review: every request answered 400, and the one-by-one fallback sent 114 requests."""
+    add_synthetic(120)
+    crossref.faults.append(lambda request, fake: json_response({"status": "failed", "message": []}, 400))
+    before = dump(empty_library)
+
+    result = run("enrich", "--all", expect=1)
+
+    (line,) = result.stderr.strip().splitlines()
+    assert (
+        line.startswith("Error: Crossref refused our requests (HTTP 400") and "nothing more was sent" in line
+    )
+    assert [kind for kind, _ in crossref.requests] == ["batch", "single", "single", "single"]
+    assert dump(empty_library) == before
+
+
+def test_not_found_dois_are_cached_and_refresh_asks_again(
+    empty_library: Path, crossref: FakeCrossref
+) -> None:
+    dois = add_synthetic(3)
+    crossref.add(work(dois[0], "Synthetic study 0"))
+    crossref.add(work(dois[1], "Synthetic study 1"))
+
+    first = run("enrich", "--all", "--format", "json", expect=1)
+    assert [kind for kind, _ in crossref.requests] == ["batch", "single"]  # the batch, the confirmation
+    assert json.loads(first.stdout)[2]["outcome"] == "not-found"
+
+    crossref.requests.clear()
+    second = run("enrich", "--all", "--format", "json", expect=1)
+
+    assert crossref.requests == []  # not one request: the not-found answer is cached too
+    row = json.loads(second.stdout)[2]
+    assert row["outcome"] == "not-found" and "from the cache; --refresh asks again" in row["detail"]
+    assert "0 requests to Crossref, 3 studies from the cache" in second.stderr
+
+    crossref.add(work(dois[2], "Synthetic study 2"))  # registered meanwhile
+    refreshed = run("enrich", "--all", "--refresh", "--format", "json")
+    assert [kind for kind, _ in crossref.requests] == ["batch"]
+    assert json.loads(refreshed.stdout)[2]["outcome"] == "enriched"
+
+
+def test_check_cached_never_goes_to_the_network(
+    empty_library: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crossref = install(httpserver, monkeypatch)
+    run("add", "--title", "Retracted", "--doi", RETRACTED_DOI)
+    run("add", "--title", "Unknown to Crossref", "--doi", "10.5555/unknown.1")
+    crossref.add(envelope("retracted")["message"])
+    run("check")
+    assert [kind for kind, _ in crossref.requests] == ["batch", "single"]
+
+    install_closed_port(monkeypatch)  # offline from now on
+    result = run("check", "--cached", "--format", "json")
+
+    assert [row["doi"] for row in json.loads(result.stdout)] == [RETRACTED_DOI]
+    assert "checked 1 studies: 1 retracted" in result.stderr and "1 DOIs not in Crossref" in result.stderr
+    assert len(crossref.requests) == 2
+
+    run("add", "--title", "Never fetched", "--doi", "10.5555/new.1")
+    never = run("check", "--cached", expect=1)
+    assert "1 studies were not checked: not in the cache" in never.stderr
+    assert "Crossref could not be reached" not in never.stderr
+
+
+def test_404_on_the_list_route_stops_check_with_the_url(empty_library: Path, crossref: FakeCrossref) -> None:
+    run("add", "--title", "A sound study", "--doi", "10.5555/fine.1")
+    crossref.add(work("10.5555/fine.1", "A sound study"))
+    crossref.faults.append(
+        lambda request, fake: (
+            Response("Resource not found.", status=404) if fake.requests[-1][0] != "single" else None
+        )
+    )
+    before = dump(empty_library)
+
+    result = run("check", expect=1)
+
+    assert result.stderr.startswith(f"Error: Crossref could not be used (HTTP 404 from {crossref.url}/works?")
+    assert "is EVIDENCE_CROSSREF_URL right?" in result.stderr
+    assert "not in Crossref" not in result.stderr
+    assert [kind for kind, _ in crossref.requests] == ["batch"]  # no retry, no confirmations
+    assert dump(empty_library) == before
+
+    searched = run("resolve", MARKOVIC_CITATION, expect=1)
+    assert "Crossref could not be used (HTTP 404 from" in searched.stderr
+    assert "has no record of the citation search" not in searched.stderr
+
+
+def test_check_exits_1_when_no_study_could_be_checked(empty_library: Path, crossref: FakeCrossref) -> None:
+    run("add", "--title", "Typo in the DOI", "--doi", "10.5555/typo.1")
+
+    result = run("check", expect=1)
+
+    assert "checked 0 studies" in result.stderr
+    assert "Error: no study could be checked" in result.stderr
+
+
+def test_enrich_issn_subset_and_first_page_only_are_no_conflict(
+    empty_library: Path, crossref: FakeCrossref
+) -> None:
+    db = open_database(load_settings(), seed=False)
+    try:
+        with db.transaction() as session:  # an import that brought one ISSN and the page range
+            records.add_study(
+                session,
+                {"title": "A study", "doi": "10.5555/issn.1", "pages": "255-270", "issn": "1234-5678"},
+                source="import",
+            )
+    finally:
+        db.close()
+    crossref.add(work("10.5555/issn.1", "A study", ISSN=["1234-5678", "8765-4321"], page="255"))
+
+    (row,) = json.loads(run("enrich", "10.5555/issn.1", "--format", "json").stdout)
+
+    assert row["conflicts"] == []
+    shown = run_json("show", "10.5555/issn.1")
+    assert (shown["pages"], shown["issn"]) == ("255-270", "1234-5678")
+
+
+def test_add_by_citation_is_unverified_with_the_match_evidence(
+    empty_library: Path, crossref: FakeCrossref
+) -> None:
+    crossref.search = envelope("search_markovic")
+
+    run("add", "--citation", MARKOVIC_CITATION)
+
+    shown = run_json("show", MARKOVIC_DOI)
+    assert shown["verification"]["doi"] == "unverified"
+    assert shown["verification"]["note"].startswith(
+        f"DOI {MARKOVIC_DOI} matched by a Crossref citation search on "
+    )
+    assert "title 100% similar" in shown["verification"]["note"]
+    assert shown["verification"]["bibliographic"] == "verified"  # Crossref's record of that DOI, untouched
+
+
+def test_add_by_doi_with_the_users_bibliographic_fields_is_not_verified(
+    empty_library: Path, crossref: FakeCrossref
+) -> None:
+    crossref.add(envelope("markovic_2015")["message"])
+
+    run("add", "--doi", MARKOVIC_DOI, "--year", "2019", "--journal", "My Journal", "--design", "rct")
+
+    shown = run_json("show", MARKOVIC_DOI)
+    assert shown["verification"]["doi"] == "verified"
+    assert shown["verification"]["bibliographic"] == "unverified"
+    assert "year 2019 (Crossref: 2015)" in shown["verification"]["note"]
+    assert shown["field_sources"]["year"] == "manual" and shown["field_sources"]["design"] == "manual"
+    assert shown["field_sources"]["level"] == "manual"  # derived from the user's design
+    assert shown["field_sources"]["title"] == "crossref"
+
+
+def test_add_by_doi_with_a_users_year_equal_to_crossrefs_stays_verified(
+    empty_library: Path, crossref: FakeCrossref
+) -> None:
+    crossref.add(envelope("markovic_2015")["message"])
+    run("add", "--doi", MARKOVIC_DOI, "--year", "2015")
+    assert run_json("show", MARKOVIC_DOI)["verification"]["bibliographic"] == "verified"
+
+
+def test_show_issn_label_does_not_run_into_the_value(empty_library: Path, crossref: FakeCrossref) -> None:
+    crossref.add(envelope("markovic_2015")["message"])
+    run("add", "--doi", MARKOVIC_DOI)
+    lines = run("show", MARKOVIC_DOI).stdout.splitlines()
+    assert "ISSN:       1360-8592" in lines

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -25,6 +26,7 @@ from werkzeug import Request, Response
 
 from evidence.config import Settings
 from evidence.crossref import (
+    MAX_REFUSED_SINGLES,
     POLITE_POOL,
     PUBLIC_POOL,
     CrossrefClient,
@@ -36,6 +38,7 @@ from evidence.crossref import (
     parse_retry_after,
 )
 from evidence.errors import (
+    BadEndpoint,
     BadResponse,
     CrossrefError,
     CrossrefUnavailable,
@@ -552,6 +555,102 @@ def test_refused_batch_falls_back_to_single_requests(httpserver: HTTPServer, cli
     assert isinstance(results[ARTICLE_DOI], CrossrefWork)
     assert isinstance(results["10.5555/odd"], DoiNotFound)
     assert len(httpserver.log) == 3
+
+
+def test_a_confirming_request_that_fails_for_good_stops_the_run(
+    httpserver: HTTPServer, client: CrossrefClient
+) -> None:
+    """Review: a 5xx on /works/{doi} (confirm_missing, as enrich uses it) did not stop the run."""
+    missing = [f"10.5555/gone.{i}" for i in range(3)]
+    httpserver.expect_request("/works").respond_with_json(envelope("work_list"))
+    httpserver.expect_request(re.compile(r"^/works/.+")).respond_with_data("Bad gateway", status=502)
+
+    results = client.fetch_works([ARTICLE_DOI, *missing], confirm_missing=True)
+
+    assert isinstance(results[ARTICLE_DOI], CrossrefWork)
+    assert all(isinstance(results[doi], CrossrefUnavailable) for doi in missing)
+    assert "HTTP 502" in str(results[missing[0]]) and "not attempted" not in str(results[missing[0]])
+    assert all(str(results[doi]).startswith("not attempted: ") for doi in missing[1:])
+    # one batch, then the first confirming request with its retries (max_attempts), then nothing
+    assert len(httpserver.log) == 1 + client.retry.max_attempts
+    assert [req.path for req, _ in httpserver.log[1:]] == [f"/works/{missing[0]}"] * client.retry.max_attempts
+
+
+def test_a_timeout_on_a_single_doi_stops_the_following_ones(
+    threaded_server: HTTPServer, make_client: Callable[..., CrossrefClient]
+) -> None:
+    handler = slow_then_fast(envelope("journal_article"), delay=0.6, slow_calls=99)
+    threaded_server.expect_request(re.compile(r"^/works/.+")).respond_with_handler(handler)
+    client = make_client(base_url(threaded_server), timeout=0.1, retry=RetryPolicy(max_attempts=2))
+    commas = ["10.5555/(sici)1,2", "10.5555/(sici)3,4", "10.5555/(sici)5,6"]  # fetched one by one
+
+    results = client.fetch_works(commas)
+
+    assert all(isinstance(result, CrossrefUnavailable) for result in results.values())
+    assert "did not answer in time" in str(results[commas[0]])
+    assert str(results[commas[2]]).startswith("not attempted: ")
+    assert client.requests_sent == 2  # the first DOI's two attempts; the other two never sent
+
+
+def test_refused_batch_fallback_stops_when_every_single_request_is_refused_too(
+    httpserver: HTTPServer, make_client: Callable[..., CrossrefClient]
+) -> None:
+    """Review: a batch 400 fell back to one request per DOI, and every one got 400 too: 114 requests."""
+    client = make_client(base_url(httpserver), batch_size=50)
+    httpserver.expect_request(re.compile(r"^/works.*")).respond_with_json(
+        {"status": "failed", "message-type": "validation-failure", "message": [{"message": "no"}]}, status=400
+    )
+    dois = [f"10.5555/r.{i}" for i in range(120)]
+
+    results = client.fetch_works(dois)
+
+    assert len(httpserver.log) == 1 + MAX_REFUSED_SINGLES  # the batch, then 3 single DOIs: stop
+    assert all(isinstance(result, CrossrefError) for result in results.values())
+    assert "HTTP 400" in str(results[dois[0]])
+    assert str(results[dois[3]]).startswith("not attempted: ")
+    assert str(results[dois[119]]).startswith("not attempted: ")  # the later batches were never sent
+
+
+def test_refused_batch_fallback_goes_on_while_single_dois_are_answered(
+    httpserver: HTTPServer, client: CrossrefClient
+) -> None:
+    odd = "10.5555/odd"
+    fine = [f"10.5555/f.{i}" for i in range(4)]
+    httpserver.expect_request("/works").respond_with_json({"status": "failed", "message": []}, status=400)
+    httpserver.expect_request(work_path(odd)).respond_with_json(
+        {"status": "failed", "message": []}, status=400
+    )
+    for doi in fine:
+        httpserver.expect_request(work_path(doi)).respond_with_json(
+            {"status": "ok", "message-type": "work", "message": {"DOI": doi}}
+        )
+
+    results = client.fetch_works([odd, *fine])
+
+    assert all(isinstance(results[doi], CrossrefWork) for doi in fine)
+    assert type(results[odd]) is CrossrefError and "HTTP 400" in str(results[odd])
+    assert len(httpserver.log) == 1 + 5
+
+
+def test_404_on_the_list_route_is_a_wrong_address_not_missing_dois(
+    httpserver: HTTPServer, client: CrossrefClient
+) -> None:
+    """Review: a 404 on /works?filter=... marked every DOI "not in Crossref"."""
+    httpserver.expect_request("/works").respond_with_data("Resource not found.", status=404)
+    dois = [f"10.5555/w.{i}" for i in range(60)]
+
+    results = client.fetch_works(dois, confirm_missing=True)
+
+    assert all(isinstance(result, BadEndpoint) for result in results.values())
+    assert not any(isinstance(result, DoiNotFound) for result in results.values())
+    first = str(results[dois[0]])
+    assert "HTTP 404" in first and f"{base_url(httpserver)}/works?filter=doi:10.5555/w.0" in first
+    assert "EVIDENCE_CROSSREF_URL" in first
+    assert len(httpserver.log) == 1  # not retried, no second batch, no confirming requests
+
+    with pytest.raises(BadEndpoint, match=r"for the citation search at .*/works\?.*query\.bibliographic"):
+        client.search_bibliographic("Markovic 2015 foam rolling")
+    assert len(httpserver.log) == 2
 
 
 def test_doi_with_a_comma_is_fetched_alone(httpserver: HTTPServer, client: CrossrefClient) -> None:

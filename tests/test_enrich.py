@@ -84,6 +84,35 @@ def test_half_a_title_does_not_match_a_longer_title_fully() -> None:
     assert all(c.title_similarity < enrich.TITLE_THRESHOLD for c in decision.candidates)
 
 
+@pytest.mark.parametrize(
+    ("text", "years"),
+    [
+        ("Clin J 2016;12:1995-2001.", [2016]),  # 1995 and 2001 are pages
+        ("Smith J (2016) Title. J Med 12:1999", [2016]),  # after a colon: a page
+        ("Smith J. The 2010 consensus. Med. 2016;3:4", [2016, 2010]),  # the title's year comes second
+        ("Doe A, 2014. Seasons 2012-2013 in football. J 7", [2014]),
+        ("no year here", []),
+    ],
+)
+def test_citation_years_skip_pages_and_rank_the_publication_year_first(text: str, years: list[int]) -> None:
+    assert enrich.citation_years(text) == years
+
+
+def test_a_title_inside_a_longer_cited_title_covers_too_little() -> None:
+    text = (
+        "Smith J. Hamstring flexibility and sprint performance in elite soccer players. Br J Sports Med. 2016"
+    )
+    short = parse_work(work("10.5555/e.1", "Hamstring flexibility", family="Smith", year=2016))
+    candidate = enrich.score_candidate(short, text)
+    assert candidate.title_similarity == 100 and candidate.title_coverage < 0.3
+    assert not candidate.acceptable
+    decision = enrich.decide(text, [short])
+    assert not decision.confident and "covers only" in decision.why
+    # A title split by "vs." in the citation is still covered whole.
+    markovic = enrich.decide(CITATION, works("search_markovic"))
+    assert markovic.match is not None and markovic.match.title_coverage == 1.0
+
+
 def test_no_candidates() -> None:
     decision = enrich.decide("anything at all", [])
     assert not decision.confident and decision.candidates == () and "no candidate" in decision.why
@@ -113,6 +142,11 @@ def test_organisation_authors_are_kept_as_one_name() -> None:
         ("issn", "8765-4321, 1234-5678", "1234-5678, 8765-4321", True),
         ("year", 2015, 2016, False),
         ("journal", "Journal of Bodywork", "Journal of bodywork.", True),
+        ("issn", "1234-5678", "1234-5678, 8765-4321", True),  # ours is one of print / electronic
+        ("issn", "1111-2222", "1234-5678, 8765-4321", False),
+        ("pages", "255-270", "255", True),  # Crossref has only the first page
+        ("pages", "255-270", "256", False),
+        ("pages", "255", "255-270", False),
     ],
 )
 def test_same_value(name: str, ours: Any, theirs: Any, same: bool) -> None:
@@ -228,3 +262,23 @@ def test_enrich_without_network_raises_one_error_and_changes_nothing(
         enrich.enrich(db, fast_client(load_settings()))
     with db.transaction() as session:
         assert session.scalar(select(Study.crossref_checked_at)) is None
+
+
+def test_check_from_the_cache_sends_no_request_even_offline(
+    db: Database, crossref: FakeCrossref, client: CrossrefClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with db.transaction() as session:
+        records.add_study(session, {"title": "S", "doi": "10.5555/p.1"})
+        records.add_study(session, {"title": "T", "doi": "10.5555/gone"})
+    crossref.add(work("10.5555/p.1", "S"))
+    first = enrich.check_updates(db, client)
+    assert first.checked == 1 and len(first.not_found) == 1 and first.report.requests_sent == 2
+    with db.transaction() as session:
+        row = session.get(CrossrefCache, "10.5555/gone")
+        assert row is not None and row.status == "not-found" and row.message is None
+
+    install_closed_port(monkeypatch)
+    cached = enrich.check_updates(db, fast_client(load_settings()), refresh=False)
+
+    assert cached.checked == 1 and len(cached.not_found) == 1 and cached.report.requests_sent == 0
+    assert not cached.failed and not cached.nothing_checked

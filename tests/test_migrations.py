@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.orm import sessionmaker
 
 from evidence.config import load_settings
-from evidence.db import HEAD_REVISION, current_revision, open_database, upgrade
+from evidence.db import (
+    HEAD_REVISION,
+    Database,
+    current_revision,
+    make_engine,
+    open_database,
+    sync_vocabulary,
+    upgrade,
+)
 from evidence.models import Base
 
 
@@ -54,3 +64,41 @@ def test_open_database_upgrades_and_sets_pragmas(tmp_path: Path, monkeypatch: ob
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM mechanisms")).scalar() == 3
     db.close()
+
+
+def test_upgrade_from_0001_with_data_keeps_it(tmp_path: Path) -> None:
+    """A library made at revision 0001 (seeded studies, a cached Crossref answer) upgrades to head intact."""
+    from evidence import enrich
+    from evidence.seed import load_seed
+
+    path = tmp_path / "old.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine, "0001")
+    db = Database(engine, sessionmaker(engine))
+    with db.transaction() as session:  # the studies tables are the same at 0001 and head
+        sync_vocabulary(session)
+        load_seed(session)
+    message = {"DOI": "10.5555/cached.1", "title": ["Cached"]}
+    with engine.begin() as conn:
+        studies = conn.execute(text("SELECT id, doi, title FROM studies ORDER BY id")).all()
+        conn.execute(
+            text("INSERT INTO crossref_cache (doi, fetched_at, message) VALUES (:doi, :at, :message)"),
+            {"doi": "10.5555/cached.1", "at": "2026-01-02 03:04:05", "message": json.dumps(message)},
+        )
+    assert studies
+    engine.dispose()
+
+    db = open_database(load_settings().with_db(str(path)), seed=False)  # upgrades on open
+    try:
+        assert current_revision(db.engine) == HEAD_REVISION
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT id, doi, title FROM studies ORDER BY id")).all() == studies
+            assert conn.execute(text("SELECT status FROM crossref_cache")).scalars().all() == ["found"]
+        with db.transaction() as session:
+            (cached,) = enrich.cached_messages(session, ["10.5555/cached.1"]).values()
+            assert cached.message == message and cached.fetched_at.year == 2026
+            enrich.store_not_found(session, "10.5555/gone", cached.fetched_at)
+        with db.transaction() as session:
+            assert enrich.cached_messages(session, ["10.5555/gone"])["10.5555/gone"].message is None
+    finally:
+        db.close()
