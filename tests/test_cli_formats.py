@@ -471,3 +471,35 @@ def test_a_large_file_is_parsed_in_a_worker_process_with_the_same_result(
     result = run("--db", str(empty_library), "import", str(broken), expect=1)
     assert result.stderr == f"Error: {broken}:{line}: entry 'x' has no title (expected 'title = {{...}}')\n"
     assert snapshot(empty_library) == before
+
+
+@pytest.mark.slow
+def test_formats_benchmark_runs_on_a_small_library(tmp_path: Path) -> None:
+    bench = Path(__file__).parent / "bench" / "bench_formats.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--n", "300", "--cite", "20", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "formats.md").read_text(encoding="utf-8")
+    assert table.strip() in done.stdout
+    steps = [
+        line.split("|")[1].strip()
+        for line in table.splitlines()
+        if line.startswith("| ") and "wall" not in line
+    ]
+    assert [s.split(" (")[0] for s in steps] == [
+        "import bibtex",
+        "import ris",
+        "export bibtex",
+        "export biblatex",
+        "export ris",
+        "export csljson",
+        "export csv",
+        "export xlsx",
+        "cite 20 studies, AMA",
+    ]
+    assert "300 records" in steps[0]
