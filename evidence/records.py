@@ -206,6 +206,9 @@ def normalize_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = check_citekey(str(value))
         else:
             out[key] = str(value).strip()
+            if key == "pages":
+                # Data keeps a plain hyphen; en and em dashes belong to formatted output only.
+                out[key] = re.sub(r"\s*[\u2010-\u2015\u2212]+\s*|\s*-+\s*", "-", out[key])
     return out
 
 
@@ -221,8 +224,19 @@ def check_citekey(value: str) -> str:
 # --- citekeys --------------------------------------------------------------------------------------------
 
 
+# Letters NFKD cannot take apart into an ASCII base and a mark (Ødegård, Wałęsa, Straße).
+_TRANSLITERATE = str.maketrans({
+    "Ø": "O", "ø": "o", "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "ß": "ss", "Æ": "AE", "æ": "ae",
+    "Œ": "OE", "œ": "oe", "Þ": "Th", "þ": "th", "\u0131": "i",
+})  # fmt: skip
+
+
 def ascii_fold(text: str) -> str:
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return (
+        unicodedata.normalize("NFKD", text.translate(_TRANSLITERATE))
+        .encode("ascii", "ignore")
+        .decode("ascii")
+    )
 
 
 def citekey_base(family: str | None, year: int | None, title: str | None) -> str:
@@ -333,6 +347,9 @@ def add_study(
         values["citekey"] = unique_citekey(session, base)
     find_duplicate(session, values.get("doi"), values.get("pmid"), values["citekey"])
 
+    if values.get("journal") and not values.get("publication_type"):
+        # A study in a journal is a journal article unless told otherwise (exports choose @article / JOUR).
+        values["publication_type"] = "journal-article"
     level_given = values.get("level") is not None
     if not level_given and values.get("design"):
         values["level"] = vocab.level_for_design(values["design"])

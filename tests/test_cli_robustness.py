@@ -179,3 +179,22 @@ def test_parallel_writers_lose_nothing_and_a_new_library_opens_once(tmp_path: Pa
     )
     notes = __import__("json").loads(shown.stdout)["notes"]
     assert all(f"writer {i}" in notes for i in range(6))
+
+
+def test_hand_added_journal_study_is_an_article_with_plain_pages(isolated_home: object) -> None:
+    run(
+        "add",
+        "--title",
+        "Scraping and calf pain",
+        "--author",
+        "Ødegård, Ø",
+        "--year",
+        "2023",
+        "--journal",
+        "J Sport Rehabil",
+        "--pages",
+        "1–10",
+    )
+    study = run_json("show", "odegard2023scraping")
+    assert study["pages"] == "1-10"
+    assert study["publication_type"] == "journal-article"
