@@ -291,6 +291,15 @@ def _merge_into_study(
     session: Session, study: Study, rec: Mapping[str, Any], outcome: ImportOutcome, index: DuplicateIndex
 ) -> None:
     sources = dict(study.field_sources or {})
+    outcome.conflicts.extend(
+        _identity_conflicts(
+            study.title,
+            [{"family": a.family, "name": a.name} for a in study.authors],
+            rec,
+            outcome.matched_by,
+            "the library",
+        )
+    )
     for name in MERGE_FIELDS:
         new = rec.get(name)
         if new in (None, ""):
@@ -348,9 +357,41 @@ def _merge_into_study(
     session.flush()
 
 
-def _merge_pending(pending: dict[str, Any], rec: Mapping[str, Any], outcome: ImportOutcome) -> None:
+def _identity_conflicts(
+    title: str, authors: list[Mapping[str, Any]], rec: Mapping[str, Any], matched_by: str | None, ours: str
+) -> list[str]:
+    """A DOI or PMID match with a different title or first author: one of the identifiers is probably
+    a typo, and the user must see it (the record is still merged by its identifier)."""
+    if matched_by not in ("doi", "pmid"):
+        return []
+    from rapidfuzz import fuzz
+
+    found: list[str] = []
+    if fuzz.ratio(normalise_title(title), normalise_title(rec["title"])) < TITLE_MATCH:
+        found.append(
+            f"title: {ours} has {_short(title)}, this one {_short(rec['title'])} "
+            f"(same {matched_by.upper()}: check it)"
+        )
+    if authors and rec["authors"] and _family_key(list(authors)) != _family_key(rec["authors"]):
+        found.append(f"first author differs from {ours}'s (same {matched_by.upper()}: check it)")
+    return found
+
+
+def _merge_pending(
+    pending: dict[str, Any], rec: Mapping[str, Any], outcome: ImportOutcome, key: str, index: DuplicateIndex
+) -> None:
+    outcome.conflicts.extend(
+        _identity_conflicts(pending["title"], pending["authors"], rec, outcome.matched_by, "the first record")
+    )
     for name in (*MERGE_FIELDS, "notes"):
         if pending.get(name) in (None, "") and rec.get(name) not in (None, ""):
+            if name in ("doi", "pmid"):
+                owners = index.by_doi if name == "doi" else index.by_pmid
+                owner = owners.get(rec[name])
+                if owner is not None and owner != key:
+                    outcome.conflicts.append(f"{name}: {rec[name]} belongs to another study; not filled")
+                    continue
+                owners[rec[name]] = key
             pending[name] = rec[name]
             outcome.filled.append(name)
         elif (
@@ -415,7 +456,7 @@ def import_records(
             outcome.matched_by = how
             if key in pending:
                 outcome.action, outcome.study = "duplicate-in-file", key
-                _merge_pending(pending[key], rec, outcome)
+                _merge_pending(pending[key], rec, outcome, key, index)
             else:
                 # A study this import already inserted (an earlier chunk) is a duplicate within the file.
                 in_file = key in index_key_rewrite

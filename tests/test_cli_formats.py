@@ -348,8 +348,11 @@ def test_import_merges_into_the_library_and_never_overwrites(library: Path, tmp_
     )
     result = run("--db", str(library), "import", str(source))
     lines = result.stderr.splitlines()
-    assert "1 records: 0 added, 1 merged into library studies" in lines[0] and "1 conflicts" in lines[0]
-    assert lines[1] == (
+    assert "1 records: 0 added, 1 merged into library studies" in lines[0] and "2 conflicts" in lines[0]
+    # Same DOI, different title: merged by the DOI, and the mismatch shown (one of them is a typo).
+    assert lines[1].startswith(f"  {source}:1: conflict with bayliss2011treatment: title: the library has ")
+    assert lines[1].endswith("this one 'Something else entirely' (same DOI: check it)")
+    assert lines[2] == (
         f"  {source}:1: conflict with bayliss2011treatment: journal: library has "
         "'Journal of Manual & Manipulative Therapy', file has 'A Different Journal Name'"
     )
