@@ -79,21 +79,52 @@ _RIS_RE = re.compile(r"^(?:\ufeff)?\s*TY  ?- ", re.MULTILINE)
 _NBIB_RE = re.compile(r"^(?:\ufeff)?PMID- ?\d", re.MULTILINE)
 
 
+def _first_line_format(head: str) -> str | None:
+    """The format the first meaningful line announces: what a record's *start* looks like. Deciding on it
+    first keeps a note that merely contains "TY  - " or "PMID- " further down from misleading us."""
+    for line in head.splitlines():
+        text = line.strip()
+        if not text or text.startswith("%"):  # blank, or a BibTeX/JabRef comment line
+            continue
+        if text.startswith(("[", "{")):
+            return "csljson"
+        if text.startswith("@"):
+            return "bibtex"
+        if re.match(r"PMID- ?[0-9]", text):
+            return "nbib"
+        if re.match(r"TY  ?- ", line.lstrip("\ufeff")):
+            return "ris"
+        return None
+    return None
+
+
+def _csv_header(first_line: str) -> list[str]:
+    return [cell.strip().strip('"').strip().lower() for cell in first_line.split(",")]
+
+
 def detect_format(path: str | Path, text_head: str) -> str:
     """The import format of a file, recognised from its first few KB (the extension only breaks ties)."""
     head = text_head.lstrip("\ufeff")
     stripped = head.lstrip()
-    if stripped.startswith(("[", "{")):
-        return "csljson"
+    announced = _first_line_format(head)
+    if announced is not None:
+        return announced
+    header = _csv_header(stripped.split("\n", 1)[0])
+    if "item type" in header and "title" in header:
+        raise ImportFormatError(
+            str(path),
+            1,
+            "this looks like a Zotero CSV export, whose columns we do not read; "
+            "export RIS or CSL JSON from Zotero instead",
+        )
+    if "title" in header and ("citekey" in header or "authors" in header):
+        return "csv"
     if _NBIB_RE.search(head):
         return "nbib"
     if _RIS_RE.search(head):
         return "ris"
     if _BIBTEX_RE.search(head):
         return "bibtex"
-    first_line = stripped.split("\n", 1)[0].lower()
-    if "title" in [cell.strip().strip('"') for cell in first_line.split(",")]:
-        return "csv"
     by_extension = _EXTENSIONS.get(Path(path).suffix.lower())
     if by_extension and not stripped:
         return by_extension
