@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from evidence import records, vocab
 from evidence.bulk import CitekeyAllocator, insert_studies
-from evidence.errors import EvidenceError, ImportFormatError
+from evidence.errors import EvidenceError, ImportFormatError, InvalidValue
 from evidence.models import Author, Study, utcnow
 
 # Fields an import may fill on an existing study (never overwrite).
@@ -96,6 +96,7 @@ class ImportReport:
     outcomes: list[ImportOutcome] = field(default_factory=list)
     keep_outcomes: bool = True
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    warnings: list[tuple[int | None, str]] = field(default_factory=list)  # (line, what was skipped)
 
     def record(self, outcome: ImportOutcome) -> None:
         self.counts[outcome.action] += 1
@@ -120,7 +121,8 @@ class ImportReport:
         return sum(self.counts.values())
 
     def summary_lines(self, *, dry_run: bool = False) -> list[str]:
-        """What the import did (or, for a dry run, would do): one count line, then one line per conflict."""
+        """What the import did (or, for a dry run, would do): one count line, then one line per value
+        skipped (a warning), then one line per conflict."""
         counts = self.counts
         conflicts = sum(len(o.conflicts) for o in self.outcomes)
         head = f"{'dry run, nothing written: would import' if dry_run else 'imported'} {self.path}: "
@@ -130,6 +132,9 @@ class ImportReport:
             f"{counts['duplicate-in-file']} duplicates within the file, {conflicts} conflicts"
         )
         lines = [head]
+        for line, message in self.warnings:
+            where = f"{self.path}:{line}" if line is not None else self.path
+            lines.append(f"  {where}: warning: {message}")
         for outcome in self.outcomes:
             where = f"{self.path}:{outcome.line}" if outcome.line is not None else self.path
             if dry_run and outcome.action != "added":
@@ -185,7 +190,15 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
             {"name": a.name} if a.name else {"family": a.family, "given": a.given, "orcid": a.orcid}
             for a in authors
         ]
-        clean["tags"] = list(dict.fromkeys(records.normalize_tag(t) for t in raw.get("tags") or []))
+        tags, skipped = [], []
+        for tag in raw.get("tags") or []:
+            try:
+                tags.append(records.normalize_tag(tag))
+            except InvalidValue:
+                # Someone else's keyword that cannot be a tag (longer than 64 characters, or empty): the
+                # record still comes in, without it, and the report says so.
+                skipped.append(f"skipped tag {_short(tag)} (a tag must be 1-64 characters)")
+        clean["tags"] = list(dict.fromkeys(tags))
         clean["claims"] = []
         for claim in raw.get("claims") or []:
             name = records.check_claim(str(claim["claim"]))
@@ -218,6 +231,8 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
     except (EvidenceError, KeyError, TypeError, ValueError) as exc:
         raise ImportFormatError(path, line, str(exc)) from exc
     clean["_line"] = line
+    if skipped:
+        clean["_warnings"] = skipped
     return clean
 
 
@@ -449,6 +464,7 @@ def import_records(
     index_key_rewrite: dict[str, str] = {}
     for raw in raw_records:
         rec = cast(dict[str, Any], raw) if validated else validate_record(raw, path)
+        report.warnings.extend((rec["_line"], message) for message in rec.pop("_warnings", ()))
         outcome = ImportOutcome(rec["_line"], rec["title"], "added")
         found = index.match(rec)
         if found is not None:

@@ -363,6 +363,40 @@ def test_import_merges_into_the_library_and_never_overwrites(library: Path, tmp_
     assert "handout" in study["tags"]
 
 
+def test_a_tag_too_long_is_skipped_with_a_warning_naming_the_line(
+    empty_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A keyword someone typed as a sentence cannot be a tag (64 characters at most): the record still
+    # comes in without it, and the report on stderr says which record lost what.
+    long_keyword = "Instrument assisted soft tissue mobilisation in recreational runners with pain"
+    source = tmp_path / "theirs.ris"
+    source.write_text(
+        "TY  - JOUR\nTI  - First study\nPY  - 2020\nKW  - runners\nER  - \n\n"
+        f"TY  - JOUR\nTI  - Second study\nPY  - 2021\nKW  - handout\nKW  - {long_keyword}\nER  - \n",
+        encoding="utf-8",
+    )
+    result = run("--db", str(empty_library), "import", str(source))
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"imported {source}: 2 records: 2 added, ")
+    assert lines[1].startswith(f"  {source}:7: warning: skipped tag 'Instrument assisted soft tissue ")
+    assert lines[1].endswith("...' (a tag must be 1-64 characters)")
+    assert len(lines) == 2
+    tags = {s["title"]: s["tags"] for s in rows(empty_library)}
+    assert tags == {"First study": ["runners"], "Second study": ["handout"]}
+    # The same from BibTeX keywords, through the parsing worker that a large file's import uses.
+    monkeypatch.setattr("evidence.exchange.PARALLEL_MIN_BYTES", 0)
+    bib = tmp_path / "theirs.bib"
+    bib.write_text(
+        f"@article{{x2022,\n  title = {{Third study}},\n  year = {{2022}},\n"
+        f"  keywords = {{fascia; {long_keyword}}}\n}}\n",
+        encoding="utf-8",
+    )
+    result = run("--db", str(empty_library), "import", str(bib))
+    assert result.stderr.splitlines()[1].startswith(f"  {bib}:1: warning: skipped tag ")
+    assert {s["title"]: s["tags"] for s in rows(empty_library)}["Third study"] == ["fascia"]
+
+
 def test_a_malformed_record_anywhere_leaves_the_library_unchanged(library: Path, tmp_path: Path) -> None:
     good = run("--db", str(library), "export", "--to", "ris").stdout
     source = tmp_path / "broken.ris"
