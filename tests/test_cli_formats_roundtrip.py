@@ -51,6 +51,7 @@ NOT_CARRIED = {
     "csv": NOT_CARRIED_ANYWHERE,
 }
 SUFFIX = {"bibtex": "bib", "biblatex": "bib", "ris": "ris", "csljson": "json", "csv": "csv"}
+TEXT_FORMATS = tuple(SUFFIX)
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +155,56 @@ def test_fast_export_rows_are_the_query_rows(seed_library: Path) -> None:
         with database.transaction() as session:
             ids = find_ids(session, FindFilters(), sort="title")
             assert list(iter_selection(session, ids)) == list(iter_study_rows(session, ids))
+    finally:
+        database.close()
+
+
+def test_export_through_the_formatting_worker_writes_the_same_bytes(
+    seed_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large export is formatted in a forked worker (exchange._export_in_worker): same bytes, every
+    text format, down to one study per chunk (so every turn of the pipe protocol runs)."""
+    import evidence.exchange as exchange
+
+    expected = {fmt: run("--db", str(seed_library), "export", "--to", fmt).stdout for fmt in TEXT_FORMATS}
+    monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
+    monkeypatch.setattr(exchange, "PARALLEL_EXPORT_FORMATS", frozenset(TEXT_FORMATS))
+    for chunk in (3, 1000):
+        monkeypatch.setattr(exchange, "EXPORT_CHUNK", chunk)
+        for fmt in TEXT_FORMATS:
+            assert run("--db", str(seed_library), "export", "--to", fmt).stdout == expected[fmt], (fmt, chunk)
+            target = tmp_path / f"out.{fmt}"
+            run("--db", str(seed_library), "export", "--to", fmt, "-o", str(target))
+            assert target.read_text(encoding="utf-8") == expected[fmt]
+    empty = run("--db", str(seed_library), "export", "--year-from", "2199", "--to", "csljson").stdout
+    assert empty == "[]\n"
+
+
+def test_an_error_in_the_formatting_worker_reaches_the_caller(
+    seed_library: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evidence.exchange as exchange
+    from evidence.config import load_settings
+    from evidence.db import open_database
+    from evidence.formats import EXPORTERS
+    from evidence.query import FindFilters, find_ids
+
+    def broken(studies: Any, out: Any) -> int:
+        for count, _study in enumerate(studies, 1):
+            if count == 5:
+                raise ValueError("formatting failed on the fifth study")
+            out.write("x")
+        return count
+
+    monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
+    monkeypatch.setattr(exchange, "EXPORT_CHUNK", 2)
+    monkeypatch.setitem(EXPORTERS, "bibtex", broken)
+    database = open_database(load_settings().with_db(str(seed_library)), seed=False)
+    try:
+        with database.transaction() as session:
+            ids = find_ids(session, FindFilters())
+            with pytest.raises(ValueError, match="fifth study"):
+                exchange.export_selection(session, ids, "bibtex", io.StringIO())
     finally:
         database.close()
 

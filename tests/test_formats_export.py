@@ -265,6 +265,56 @@ def test_formula_injection_is_neutralised_and_numbers_stay_numbers(tmp_path: Pat
     assert rows[1]["level"].value == 4 and isinstance(rows[1]["sample_size"].value, int)
 
 
+def test_csv_lines_are_what_the_csv_module_writes() -> None:
+    import csv
+
+    from evidence.formats.tabular import csv_line
+
+    cells: list[Any] = [
+        "plain",
+        "a, comma",
+        'a "quote"',
+        "line\nbreak",
+        "carriage\rreturn",
+        "both\r\n",
+        "",
+        None,
+        0,
+        2011,
+        " spaced ",
+        "'=guarded",
+        "Müller \u2013 ≥ 😀",
+        "tab\there",
+        '"',
+        ",",
+        "\n",
+    ]
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\n").writerows([cells, cells[::-1], ["only"]])
+    assert csv_line(cells) + csv_line(cells[::-1]) + csv_line(["only"]) == expected.getvalue()
+
+
+def test_xlsx_cells_keep_their_text(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    from evidence.formats.xlsx import write_sheet
+
+    text = ["  leading and trailing  ", "a < b & c > d", "line\nbreak", "carriage\rreturn\r\n",
+            "ctrl\x01\x0b", "\x02", "", "_x0041_", "Ünïcödé ≥ 😀", "=1+1"]  # fmt: skip
+    path = tmp_path / "cells.xlsx"
+    assert write_sheet(path, "a & <b>", [["header", "n"], *([t, n] for n, t in enumerate(text))]) == 11
+    sheet = load_workbook(path).worksheets[0]
+    assert sheet.title == "a & <b>"
+    values = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
+    expected = [t.replace("\x01", "").replace("\x0b", "").replace("\x02", "") or None for t in text]
+    assert [v[0] for v in values] == expected
+    assert [v[1] for v in values] == list(range(len(text)))
+    assert all(c.data_type != "f" for row in sheet.iter_rows() for c in row)
+    # Booleans and floats too (not in our rows today, but the writer takes them).
+    write_sheet(path, "s", [[True, 2.5, None, "x"]])
+    assert [c.value for c in load_workbook(path).worksheets[0][1]] == [True, 2.5, None, "x"]
+
+
 def test_xlsx_read_by_pandas(tmp_path: Path) -> None:
     import pandas as pd
 
@@ -285,6 +335,30 @@ def test_xlsx_to_stdout_is_refused() -> None:
     for target in (sys.stdout, "-", io.StringIO()):
         with pytest.raises(ExportError, match="binary"):
             EXPORTERS["xlsx"](seed_studies()[:1], target)
+
+
+def test_bibtex_authors_joined_escape_is_each_name_escaped() -> None:
+    # format_entry escapes the usual people (family and given names) in one call: the same text as
+    # escaping each name, whatever the names hold.
+    from evidence.formats.bibtex import _authors, _name
+    from evidence.formats.latex import escape_ascii, escape_utf8
+
+    names = [
+        {"family": "Müller", "given": "Jörg", "orcid": None},
+        {"family": "O'Brien-Smith", "given": "A--B", "orcid": None},
+        {"family": "van der Berg", "given": "Łukasz", "orcid": None},
+        {"family": "Percent%", "given": "Under_score & Co", "orcid": None},
+        {"family": "Tilde~", "given": "Hat^ {braced}", "orcid": None},
+        {"family": "Smith and Sons", "given": "X", "orcid": None},
+        {"family": "Comma, Family", "given": "Y", "orcid": None},
+        {"family": "Two Words", "given": None, "orcid": None},
+        {"name": "World Health Organization"},
+        {"family": "Lone{brace", "given": "Z", "orcid": None},
+    ]
+    for esc in (escape_ascii, escape_utf8):
+        for start in range(len(names)):
+            for group in (names[start:], names[start : start + 1], names[start : start + 3]):
+                assert _authors(group, esc) == " and ".join(_name(a, esc) for a in group), group
 
 
 def test_unknown_export_format() -> None:

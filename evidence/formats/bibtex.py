@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from evidence.errors import ImportFormatError
@@ -115,101 +115,135 @@ def write_biblatex(studies: Iterable[Study], out: TextIO) -> int:
 
 def _write(studies: Iterable[Study], out: TextIO, *, biblatex: bool) -> int:
     keys = CitekeyAllocator()
+    key_for = keys.key_for
     count = 0
+    batch: list[str] = []
     for study in studies:
-        out.write(format_entry(study, keys.key_for(study), biblatex=biblatex))
+        batch.append(format_entry(study, key_for(study), biblatex=biblatex))
         count += 1
+        if len(batch) == WRITE_BATCH:
+            out.write("".join(batch))
+            batch.clear()
+    out.write("".join(batch))
     return count
 
 
-def _name(author: dict[str, Any], ascii_only: bool) -> str:
+WRITE_BATCH = 500  # entries joined into one write (a write per entry costs more than the join)
+
+
+def format_entry(study: Study, key: str, *, biblatex: bool) -> str:
+    """One BibTeX/BibLaTeX entry for a study under citekey `key`."""
+    esc = latex.escape_utf8 if biblatex else latex.escape_ascii
+    get = study.get
+    entry_type = _ENTRY_TYPES.get(get("publication_type") or "", "misc")
+    fields: list[str] = []
+    authors = get("authors")
+    if authors:
+        fields.append(f"  author = {{{_authors(authors, esc)}}}")
+    title = str(get("title") or "")
+    fields.append(f"  title = {{{latex.protect_title(esc(title), title)}}}")
+    journal = get("journal")
+    if journal:
+        if entry_type in ("incollection", "inproceedings"):
+            container = "booktitle"
+        else:
+            container = "journaltitle" if biblatex else "journal"
+        fields.append(f"  {container} = {{{esc(str(journal))}}}")
+    year = get("year")
+    if year is not None:
+        fields.append(f"  {'date' if biblatex else 'year'} = {{{year}}}")
+    volume = get("volume")
+    if volume is not None and volume != "":
+        fields.append(f"  volume = {{{esc(str(volume))}}}")
+    issue = get("issue")
+    if issue is not None and issue != "":
+        # biblatex's `number` is a journal's issue number; its `issue` field is for designations such as
+        # "Spring" or "Suppl 1" (biblatex manual, 2.2.2), and pandoc ignores a numeric `issue`.
+        numeric = _NUMERIC_ISSUE_RE.match(str(issue)) is not None
+        fields.append(f"  {'number' if numeric or not biblatex else 'issue'} = {{{esc(str(issue))}}}")
+    pages = get("pages")
+    if pages:
+        fields.append(f"  pages = {{{esc(str(pages)).replace('-', '--')}}}")
+    for name, field in (("eid", "article_number"), ("publisher", "publisher")):
+        value = get(field)
+        if value:
+            fields.append(f"  {name} = {{{esc(str(value))}}}")
+    # DOI and URL are verbatim fields in biblatex and go through \url/\doi in bibtex styles: no escaping.
+    for name in ("doi", "issn"):
+        value = get(name)
+        if value:
+            fields.append(f"  {name} = {{{value}}}")
+    pmid = get("pmid")
+    if pmid:
+        if biblatex:
+            fields.append(f"  eprint = {{{pmid}}}")
+            fields.append("  eprinttype = {pubmed}")
+        else:
+            fields.append(f"  pmid = {{{pmid}}}")
+    for name in ("pmcid", "url"):
+        value = get(name)
+        if value:
+            fields.append(f"  {name} = {{{value}}}")
+    language = get("language")
+    if language:
+        if not biblatex:
+            fields.append(f"  language = {{{esc(str(language))}}}")
+        elif language in _LANGIDS:
+            fields.append(f"  langid = {{{_LANGIDS[language]}}}")
+    abstract = get("abstract")
+    if abstract:
+        fields.append(f"  abstract = {{{esc(str(abstract))}}}")
+    keywords = evidence_keywords(study)
+    if keywords:
+        fields.append(f"  keywords = {{{esc(', '.join(keywords))}}}")
+    note = evidence_note_lines(study, fields=False, notes=False)
+    if note:
+        text = esc(note[0]) if len(note) == 1 else "\n    ".join([esc(line) for line in note])
+        fields.append(f"  note = {{{text}}}")
+    for name, field in _EXTRA_FIELDS:
+        value = get(field)
+        if value is not None and value != "":
+            fields.append(f"  {name} = {{{esc(str(value))}}}")
+    notes = get("notes")
+    if notes:
+        fields.append(f"  {'annotation' if biblatex else 'annote'} = {{{esc(str(notes))}}}")
+    return f"@{entry_type}{{{key},\n" + ",\n".join(fields) + "\n}\n\n"
+
+
+def _authors(authors: list[dict[str, Any]], esc: Callable[[str], str]) -> str:
+    """The `author` value: `Family, Given and ...`, organisations and unsplittable names in braces."""
+    # The common case, people with a given name and a family name that needs no braces, in one escape
+    # call: escaping works character by character (braces aside) and never adds or removes a space, a
+    # comma or " and ", so escaping the joined names is joining the escaped names.
+    parts = []
+    for author in authors:
+        given = author.get("given")
+        family = str(author.get("family") or "")
+        if author.get("name") or not given or "," in family or " and " in family:
+            return " and ".join([_name(a, esc) for a in authors])
+        parts.append(f"{family}, {given}")
+    joined = " and ".join(parts)
+    if "{" in joined or "}" in joined:  # braces are escaped one way or another depending on the value
+        return " and ".join([_name(a, esc) for a in authors])
+    return esc(joined)
+
+
+def _name(author: dict[str, Any], esc: Callable[[str], str]) -> str:
     if author.get("name"):
         # An organisation is one literal name: the extra braces stop bibtex splitting it into parts.
-        return "{" + latex.escape(str(author["name"]), ascii_only=ascii_only) + "}"
-    family = latex.escape(str(author.get("family") or ""), ascii_only=ascii_only)
+        return "{" + esc(str(author["name"])) + "}"
+    family = esc(str(author.get("family") or ""))
     if " and " in family or "," in family:
         family = "{" + family + "}"
-    if author.get("given"):
-        return f"{family}, {latex.escape(str(author['given']), ascii_only=ascii_only)}"
+    given = author.get("given")
+    if given:
+        return f"{family}, {esc(str(given))}"
     # No given name: braces keep a multi-word family name in one piece (bibtex rejects "Family," with a
     # trailing comma). BibTeX cannot tell this from an organisation, so it comes back as one literal name.
     return "{" + family + "}" if " " in family else family
 
 
-def format_entry(study: Study, key: str, *, biblatex: bool) -> str:
-    """One BibTeX/BibLaTeX entry for a study under citekey `key`."""
-    ascii_only = not biblatex
-
-    def esc(value: Any) -> str:
-        return latex.escape(str(value), ascii_only=ascii_only)
-
-    entry_type = _ENTRY_TYPES.get(study.get("publication_type") or "", "misc")
-    fields: list[tuple[str, str]] = []
-    authors = study.get("authors") or []
-    if authors:
-        fields.append(("author", " and ".join(_name(a, ascii_only) for a in authors)))
-    title = str(study.get("title") or "")
-    fields.append(("title", latex.protect_title(esc(title), title)))
-    if study.get("journal"):
-        if entry_type in ("incollection", "inproceedings"):
-            container = "booktitle"
-        else:
-            container = "journaltitle" if biblatex else "journal"
-        fields.append((container, esc(study["journal"])))
-    if study.get("year") is not None:
-        fields.append(("date" if biblatex else "year", str(study["year"])))
-    if study.get("volume") not in (None, ""):
-        fields.append(("volume", esc(study["volume"])))
-    issue = study.get("issue")
-    if issue not in (None, ""):
-        # biblatex's `number` is a journal's issue number; its `issue` field is for designations such as
-        # "Spring" or "Suppl 1" (biblatex manual, 2.2.2), and pandoc ignores a numeric `issue`.
-        numeric = _NUMERIC_ISSUE_RE.match(str(issue)) is not None
-        fields.append(("number" if numeric or not biblatex else "issue", esc(issue)))
-    if study.get("pages"):
-        fields.append(("pages", esc(study["pages"]).replace("-", "--")))
-    if study.get("article_number"):
-        fields.append(("eid", esc(study["article_number"])))
-    if study.get("publisher"):
-        fields.append(("publisher", esc(study["publisher"])))
-    # DOI and URL are verbatim fields in biblatex and go through \url/\doi in bibtex styles: no escaping.
-    for name in ("doi", "issn"):
-        if study.get(name):
-            fields.append((name, str(study[name])))
-    if study.get("pmid"):
-        if biblatex:
-            fields.extend((("eprint", str(study["pmid"])), ("eprinttype", "pubmed")))
-        else:
-            fields.append(("pmid", str(study["pmid"])))
-    if study.get("pmcid"):
-        fields.append(("pmcid", str(study["pmcid"])))
-    if study.get("url"):
-        fields.append(("url", str(study["url"])))
-    language = study.get("language")
-    if language:
-        if biblatex and language in _LANGIDS:
-            fields.append(("langid", _LANGIDS[language]))
-        elif not biblatex:
-            fields.append(("language", esc(language)))
-    if study.get("abstract"):
-        fields.append(("abstract", esc(study["abstract"])))
-    keywords = evidence_keywords(study)
-    if keywords:
-        fields.append(("keywords", esc(", ".join(keywords))))
-    note = evidence_note_lines(study, fields=False, notes=False)
-    if note:
-        fields.append(("note", "\n    ".join(esc(line) for line in note)))
-    for name, key_ in (
-        ("condition", "condition"),
-        ("bodyregion", "body_region"),
-        ("samplesize", "sample_size"),
-    ):
-        if study.get(key_) not in (None, ""):
-            fields.append((name, esc(study[key_])))
-    if study.get("notes"):
-        fields.append(("annotation" if biblatex else "annote", esc(study["notes"])))
-    body = ",\n".join(f"  {name} = {{{value}}}" for name, value in fields)
-    return f"@{entry_type}{{{key},\n{body}\n}}\n\n"
+_EXTRA_FIELDS = (("condition", "condition"), ("bodyregion", "body_region"), ("samplesize", "sample_size"))
 
 
 # --- import --------------------------------------------------------------------------------------

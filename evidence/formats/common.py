@@ -153,18 +153,19 @@ _KEYWORD_PREFIXES = ("mechanism", "claim", "level", "design", "pedro", "populati
 
 def evidence_keywords(study: Study) -> list[str]:
     """The keyword tokens that carry mechanisms, claims with stance, level, design, PEDro, status, tags."""
-    keywords = [f"mechanism:{m}" for m in study.get("mechanisms") or []]
-    for claim in study.get("claims") or []:
-        token = f"claim:{claim['claim']}"
-        if claim.get("stance"):
-            token += f":{claim['stance']}"
-        keywords.append(token)
+    get = study.get
+    keywords = [f"mechanism:{m}" for m in get("mechanisms") or ()]
+    for claim in get("claims") or ():
+        stance = claim.get("stance")
+        keywords.append(f"claim:{claim['claim']}:{stance}" if stance else f"claim:{claim['claim']}")
     for key in ("level", "design", "pedro", "population"):
-        if study.get(key) not in (None, ""):
-            keywords.append(f"{key}:{study[key]}")
-    if is_flagged(study):
-        keywords.append(f"status:{study['status']}")
-    for tag in study.get("tags") or []:
+        value = get(key)
+        if value is not None and value != "":
+            keywords.append(f"{key}:{value}")
+    status = get("status")
+    if status is not None and status != "" and status != "ok":  # is_flagged
+        keywords.append(f"status:{status}")
+    for tag in get("tags") or ():
         keywords.append(f"tag:{tag}" if ":" in tag or "," in tag or ";" in tag else tag)
     return keywords
 
@@ -226,24 +227,35 @@ _FIELD_LINES = (("condition", "Condition"), ("body_region", "Body region"), ("sa
 _NOTES_PREFIX = "Notes: "
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def evidence_note_lines(study: Study, *, fields: bool = True, notes: bool = True) -> list[str]:
     """Human-readable note lines: notices, findings per claim, and (optionally) condition, body region,
     sample size and the curator's notes (last, prefixed `Notes: `, may span lines)."""
-    lines = notice_lines(study)
-    for claim in study.get("claims") or []:
-        if claim.get("finding"):
-            stance = f" ({claim['stance']})" if claim.get("stance") else ""
-            lines.append(f"Finding on {claim['claim']}{stance}: {_one_line(claim['finding'])}")
+    get = study.get
+    status = get("status")
+    # notice_lines has nothing to say for a study in good standing without update notices (most of them).
+    lines = notice_lines(study) if get("updates") or status not in (None, "", "ok") else []
+    lines += finding_lines(study)
     if fields:
         for key, label in _FIELD_LINES:
-            if study.get(key) not in (None, ""):
-                lines.append(f"{label}: {_one_line(str(study[key]))}")
-    if notes and study.get("notes"):
-        lines.append(_NOTES_PREFIX + str(study["notes"]))
+            value = get(key)
+            if value is not None and value != "":
+                lines.append(f"{label}: {' '.join(str(value).split())}")
+    if notes:
+        text = get("notes")
+        if text:
+            lines.append(_NOTES_PREFIX + str(text))
+    return lines
+
+
+def finding_lines(study: Study) -> list[str]:
+    """`Finding on pain-modulation (supports): ...` for each claim with a finding."""
+    lines = []
+    for claim in study.get("claims") or ():
+        finding = claim.get("finding")
+        if finding:
+            stance = claim.get("stance")
+            about = f"{claim['claim']} ({stance})" if stance else claim["claim"]
+            lines.append(f"Finding on {about}: {' '.join(str(finding).split())}")
     return lines
 
 
@@ -354,6 +366,9 @@ def make_citekey(study: Study) -> str:
     return f"{family or 'anon'}{study.get('year') or ''}{word}"
 
 
+_CITEKEY_UNSAFE_RE = re.compile(r"[\s,{}()=#%\"'\\~]")
+
+
 class CitekeyAllocator:
     """Hands out citekeys unique within one export: the study's own key when it has one, else a made
     one; a clash gets a, b, c... appended (so keys stay stable for a given export order)."""
@@ -362,7 +377,7 @@ class CitekeyAllocator:
         self._used: set[str] = set()
 
     def key_for(self, study: Study) -> str:
-        base = re.sub(r"[\s,{}()=#%\"'\\~]", "", str(study.get("citekey") or "")) or make_citekey(study)
+        base = _CITEKEY_UNSAFE_RE.sub("", str(study.get("citekey") or "")) or make_citekey(study)
         key, n = base, 0
         while key in self._used:
             key = base + _suffix(n)

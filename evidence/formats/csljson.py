@@ -78,43 +78,24 @@ _CUSTOM_KEYS = (
 
 def to_csl_item(study: Study, key: str, *, custom: bool = True) -> dict[str, Any]:
     """The CSL-JSON item for a study (also what `cite.py` feeds citeproc-py)."""
+    get = study.get
     item: dict[str, Any] = {
         "id": key,
         "citation-key": key,
-        "type": CSL_TYPES.get(study.get("publication_type") or "", "article-journal"),
-        "title": study.get("title") or "",
+        "type": CSL_TYPES.get(get("publication_type") or "", "article-journal"),
+        "title": get("title") or "",
     }
-    authors = []
-    for author in study.get("authors") or []:
-        if author.get("name"):
-            authors.append({"literal": author["name"]})
-        else:
-            name = {"family": author.get("family") or ""}
-            if author.get("given"):
-                name["given"] = author["given"]
-            authors.append(name)
+    authors = get("authors")
     if authors:
-        item["author"] = authors
-    if study.get("journal"):
+        item["author"] = [_csl_name(author) for author in authors]
+    if get("journal"):
         item["container-title"] = study["journal"]
-    if study.get("year") is not None:
+    if get("year") is not None:
         item["issued"] = {"date-parts": [[int(study["year"])]]}
-    for variable, key_ in (
-        ("volume", "volume"),
-        ("issue", "issue"),
-        ("page", "pages"),
-        ("number", "article_number"),
-        ("DOI", "doi"),
-        ("PMID", "pmid"),
-        ("PMCID", "pmcid"),
-        ("ISSN", "issn"),
-        ("publisher", "publisher"),
-        ("URL", "url"),
-        ("language", "language"),
-        ("abstract", "abstract"),
-    ):
-        if study.get(key_) not in (None, ""):
-            item[variable] = str(study[key_])
+    for variable, key_ in _VARIABLES:
+        value = get(key_)
+        if value is not None and value != "":
+            item[variable] = str(value)
     keywords = evidence_keywords(study)
     if keywords:
         item["keyword"] = ", ".join(keywords)
@@ -122,25 +103,67 @@ def to_csl_item(study: Study, key: str, *, custom: bool = True) -> dict[str, Any
     if note:
         item["note"] = "\n".join(note)
     if custom:
-        data = {k: study.get(k) for k in _CUSTOM_KEYS if study.get(k) not in (None, "", [])}
-        orcids = [a.get("orcid") for a in study.get("authors") or []]
-        if any(orcids):
-            data["orcids"] = orcids
+        data = {}
+        for name in _CUSTOM_KEYS:
+            value = get(name)
+            if value is not None and value != "" and value != []:
+                data[name] = value
+        if authors:
+            orcids = [author.get("orcid") for author in authors]
+            if any(orcids):
+                data["orcids"] = orcids
         if data:
             item["custom"] = data
     return item
 
 
+_VARIABLES = (
+    ("volume", "volume"),
+    ("issue", "issue"),
+    ("page", "pages"),
+    ("number", "article_number"),
+    ("DOI", "doi"),
+    ("PMID", "pmid"),
+    ("PMCID", "pmcid"),
+    ("ISSN", "issn"),
+    ("publisher", "publisher"),
+    ("URL", "url"),
+    ("language", "language"),
+    ("abstract", "abstract"),
+)
+
+
+def _csl_name(author: dict[str, Any]) -> dict[str, Any]:
+    if author.get("name"):
+        return {"literal": author["name"]}
+    given = author.get("given")
+    if given:
+        return {"family": author.get("family") or "", "given": given}
+    return {"family": author.get("family") or ""}
+
+
+# One encoder for the whole export (json.dumps with an option builds a new one per call); items on one
+# line each, as json's C encoder only runs without `indent` (3x faster on 100,000 items).
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+WRITE_BATCH = 500  # items joined into one write
+
+
 def write_csljson(studies: Iterable[Study], out: TextIO) -> int:
     """Write studies as one CSL-JSON array, streamed item by item; returns the count."""
-    keys = CitekeyAllocator()
+    key_for = CitekeyAllocator().key_for
     count = 0
+    batch: list[str] = []
     out.write("[")
     for study in studies:
-        out.write(",\n" if count else "\n")
-        # One item per line: json's C encoder only runs without `indent` (3x faster on 100,000 items).
-        out.write(json.dumps(to_csl_item(study, keys.key_for(study)), ensure_ascii=False))
+        batch.append(_ENCODE(to_csl_item(study, key_for(study))))
         count += 1
+        if len(batch) == WRITE_BATCH:
+            out.write("\n" if count == len(batch) else ",\n")
+            out.write(",\n".join(batch))
+            batch.clear()
+    if batch:
+        out.write("\n" if count == len(batch) else ",\n")
+        out.write(",\n".join(batch))
     out.write("\n]\n" if count else "]\n")
     return count
 

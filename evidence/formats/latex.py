@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from itertools import compress, count
+from operator import itemgetter, ne
 from typing import Any
 
 _SPECIALS = {
@@ -38,7 +40,6 @@ _SPECIALS_TABLE = str.maketrans(_SPECIALS)
 # Literal braces that pair up are written \{ \} (what pandoc and LaTeX read); bibtex counts them like
 # any brace, which is harmless when they balance.
 _SPECIALS_BALANCED_TABLE = str.maketrans(_SPECIALS | {"{": r"\{", "}": r"\}"})
-_SPECIALS_CHARS = frozenset(_SPECIALS)
 
 # Our own escapes that pylatexenc decodes wrongly (it drops \textbraceleft and turns \textasciicircum into
 # a modifier letter): swapped for private-use placeholders before decoding and restored after.
@@ -74,16 +75,45 @@ def _balanced(text: str) -> bool:
 def escape(text: str, *, ascii_only: bool) -> str:
     """Escape `text` for a BibTeX value; with `ascii_only`, accented Latin letters become LaTeX commands
     and dashes TeX ligatures (see the module docstring)."""
-    if not _SPECIALS_CHARS.isdisjoint(text):
+    return escape_ascii(text) if ascii_only else escape_utf8(text)
+
+
+def escape_utf8(text: str) -> str:
+    """`escape(text, ascii_only=False)`: the BibLaTeX form, UTF-8 kept."""
+    # Substring tests (a memchr each) rather than a regex or a frozenset: an abstract is scanned ten times
+    # faster, and the common values need nothing. str.translate with a mapping to strings costs a
+    # dictionary look-up per character, so it only runs for the rare characters whose escape is not just
+    # a backslash in front (`\\{}~^`).
+    if "\\" in text or "{" in text or "}" in text or "~" in text or "^" in text:
         table = _SPECIALS_TABLE
         if ("{" in text or "}" in text) and _balanced(text):
             table = _SPECIALS_BALANCED_TABLE
         text = text.translate(table)
+    elif "%" in text or "&" in text or "$" in text or "#" in text or "_" in text:
+        for char, escaped in _SIMPLE_SPECIALS:
+            if char in text:
+                text = text.replace(char, escaped)
     if "--" in text:  # TeX reads -- and --- as dashes: keep literal hyphens apart
         text = _DOUBLE_HYPHEN_RE.sub("-{}", text)
-    if ascii_only and not text.isascii():
-        text = "".join(c if c.isascii() else _ascii_form(c) for c in text)
     return text
+
+
+_SIMPLE_SPECIALS = tuple((char, "\\" + char) for char in "%&$#_")
+
+
+def escape_ascii(text: str) -> str:
+    """`escape(text, ascii_only=True)`: the classic BibTeX form, accented letters as LaTeX commands."""
+    text = escape_utf8(text)
+    if not text.isascii():  # a regex visits only the non-ASCII characters (an abstract has few)
+        text = _NON_ASCII_RE.sub(_ascii_match, text)
+    return text
+
+
+_NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
+
+
+def _ascii_match(match: re.Match[str]) -> str:
+    return _ascii_form(match.group())
 
 
 @lru_cache(maxsize=4096)
@@ -216,18 +246,25 @@ def protect_title(escaped: str, original: str) -> str:
     words = escaped.split()
     if not words:
         return escaped
-    originals = original.split()
-    capitalised = sum(1 for w in originals if w[:1].isupper())
-    sentence_case = capitalised <= max(1, len(originals) // 2)
+    # Only words that lower() changes can need braces: found by comparing with the lowered title in C
+    # (lower() never makes or removes whitespace), which keeps the per-word loop off the common path.
+    changed = list(compress(count(), map(ne, words, escaped.lower().split())))
+    if not changed:
+        return " ".join(words)
+    sentence_case: bool | None = None
     out = list(words)
-    for index, word in enumerate(words):
-        if word == word.lower():  # the common case, decided in C
-            continue
-        letters = [c for c in word if c.isalpha()]
+    for index in changed:
+        word = words[index]
+        letters = list(filter(str.isalpha, word))
         if not letters:
             continue
-        if any(c.isupper() for c in letters[1:]) or (
-            sentence_case and letters[0].isupper() and index > 0 and not words[index - 1].endswith(":")
-        ):
+        if any(map(str.isupper, letters[1:])):
             out[index] = "{" + word + "}"
+        elif index > 0 and letters[0].isupper() and not words[index - 1].endswith(":"):
+            if sentence_case is None:
+                originals = original.split()
+                capitalised = sum(map(str.isupper, map(itemgetter(0), originals)))  # first letters
+                sentence_case = capitalised <= max(1, len(originals) // 2)
+            if sentence_case:
+                out[index] = "{" + word + "}"
     return " ".join(out)

@@ -68,47 +68,61 @@ def _line(tag: str, value: Any) -> str:
 
 def format_record(study: Study, key: str) -> str:
     """One RIS record (TY ... ER) for a study."""
-    out = [_line("TY", _RIS_TYPES.get(study.get("publication_type") or "", "GEN")), _line("ID", key)]
-    for author in study.get("authors") or []:
+    get = study.get
+    lines: list[tuple[str, Any]] = [("TY", _RIS_TYPES.get(get("publication_type") or "", "GEN")), ("ID", key)]
+    for author in get("authors") or ():
         if author.get("name"):
-            out.append(_line("AU", author["name"]))
+            lines.append(("AU", author["name"]))
         else:
-            out.append(_line("AU", f"{author.get('family') or ''}, {author.get('given') or ''}".rstrip()))
-    out.append(_line("TI", study.get("title") or ""))
+            lines.append(("AU", f"{author.get('family') or ''}, {author.get('given') or ''}".rstrip()))
+    lines.append(("TI", get("title") or ""))
     for tag, key_ in (("T2", "journal"), ("PY", "year"), ("VL", "volume"), ("IS", "issue")):
-        if study.get(key_) not in (None, ""):
-            out.append(_line(tag, study[key_]))
-    first, last = split_pages(study.get("pages"))
+        value = get(key_)
+        if value is not None and value != "":
+            lines.append((tag, value))
+    first, last = split_pages(get("pages"))
     if first:
-        out.append(_line("SP", first))
+        lines.append(("SP", first))
     if last:
-        out.append(_line("EP", last))
-    for tag, key_ in (
-        ("C7", "article_number"),
-        ("DO", "doi"),
-        ("SN", "issn"),
-        ("PB", "publisher"),
-        ("UR", "url"),
-        ("LA", "language"),
-        ("AN", "pmid"),
-        ("C2", "pmcid"),
-        ("AB", "abstract"),
-    ):
-        if study.get(key_) not in (None, ""):
-            out.append(_line(tag, study[key_]))
-    out.extend(_line("KW", keyword) for keyword in evidence_keywords(study))
-    out.extend(_line("N1", note) for note in evidence_note_lines(study))
-    out.append("ER  - \n\n")
-    return "".join(out)
+        lines.append(("EP", last))
+    for tag, key_ in _TAGGED_FIELDS:
+        value = get(key_)
+        if value is not None and value != "":
+            lines.append((tag, value))
+    lines.extend([("KW", keyword) for keyword in evidence_keywords(study)])
+    lines.extend([("N1", note) for note in evidence_note_lines(study)])
+    text = "".join([f"{tag}  - {value}\n" for tag, value in lines])
+    if "\r" in text:  # rare: line ends inside a value are normalised value by value
+        text = "".join([_line(tag, value) for tag, value in lines])
+    return text + "ER  - \n\n"
+
+
+_TAGGED_FIELDS = (
+    ("C7", "article_number"),
+    ("DO", "doi"),
+    ("SN", "issn"),
+    ("PB", "publisher"),
+    ("UR", "url"),
+    ("LA", "language"),
+    ("AN", "pmid"),
+    ("C2", "pmcid"),
+    ("AB", "abstract"),
+)
+WRITE_BATCH = 500  # records joined into one write
 
 
 def write_ris(studies: Iterable[Study], out: TextIO) -> int:
     """Write studies as RIS records; returns the count."""
-    keys = CitekeyAllocator()
+    key_for = CitekeyAllocator().key_for
     count = 0
+    batch: list[str] = []
     for study in studies:
-        out.write(format_record(study, keys.key_for(study)))
+        batch.append(format_record(study, key_for(study)))
         count += 1
+        if len(batch) == WRITE_BATCH:
+            out.write("".join(batch))
+            batch.clear()
+    out.write("".join(batch))
     return count
 
 
