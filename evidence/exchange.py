@@ -179,8 +179,8 @@ def export_selection(session: Session, study_ids: Sequence[int], fmt: str, out: 
 # Reading 100,000 studies from SQLite takes 1.3 s and formatting them 1 to 1.8 s: one after the other
 # they missed the 3 s export budget (issue 4). A forked worker formats chunk N while this process reads
 # chunk N+1, and sends the text back to be written here, so `out` can be any stream. The worker never
-# touches the database (the SQLite connection is not used across the fork). xlsx stays in this process:
-# it already deflates in a second thread (formats/xlsx.py).
+# touches the database (the SQLite connection is not used across the fork). xlsx and csv stay in this
+# process: their time is spent inside openpyxl and pandas.
 #
 # The turns on the pipe: this process sends chunk N+1, then receives the text of chunk N; the worker
 # receives chunk N+1 as soon as it has formatted chunk N, then sends the text of chunk N. So each side

@@ -16,7 +16,7 @@ from test_formats_roundtrip import hard_studies, seed_studies
 
 from evidence.errors import ExportError
 from evidence.formats import BINARY_FORMATS, EXPORT_FORMATS, EXPORTERS, export_studies
-from evidence.formats.common import Study, evidence_keywords
+from evidence.formats.common import Study, empty_study, evidence_keywords
 from evidence.formats.latex import decode, escape
 from evidence.formats.tabular import guard_cell
 
@@ -265,54 +265,43 @@ def test_formula_injection_is_neutralised_and_numbers_stay_numbers(tmp_path: Pat
     assert rows[1]["level"].value == 4 and isinstance(rows[1]["sample_size"].value, int)
 
 
-def test_csv_lines_are_what_the_csv_module_writes() -> None:
+TRICKY_TEXT = [
+    "plain", "a, comma", 'a "quote"', "line\nbreak", "both\r\n", " spaced ", "Müller \u2013 ≥ 😀",
+    "tab\there", '"', ",", "_x0041_", "a < b & c > d",
+]  # fmt: skip
+
+
+def test_csv_is_what_the_csv_module_writes_for_the_same_cells() -> None:
     import csv
 
-    from evidence.formats.tabular import csv_line
+    from evidence.formats.tabular import COLUMNS, row_cells, write_csv
 
-    cells: list[Any] = [
-        "plain",
-        "a, comma",
-        'a "quote"',
-        "line\nbreak",
-        "carriage\rreturn",
-        "both\r\n",
-        "",
-        None,
-        0,
-        2011,
-        " spaced ",
-        "'=guarded",
-        "Müller \u2013 ≥ 😀",
-        "tab\there",
-        '"',
-        ",",
-        "\n",
-    ]
+    studies = [{**empty_study(), "title": text, "notes": text[::-1], "year": 2011 if n % 2 else None}
+               for n, text in enumerate(TRICKY_TEXT)]  # fmt: skip
+    written = io.StringIO()
+    assert write_csv(studies, written) == len(studies)
     expected = io.StringIO()
-    csv.writer(expected, lineterminator="\n").writerows([cells, cells[::-1], ["only"]])
-    assert csv_line(cells) + csv_line(cells[::-1]) + csv_line(["only"]) == expected.getvalue()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(row_cells(s) for s in studies)
+    assert written.getvalue() == expected.getvalue()
 
 
 def test_xlsx_cells_keep_their_text(tmp_path: Path) -> None:
     from openpyxl import load_workbook
 
-    from evidence.formats.xlsx import write_sheet
+    from evidence.formats.tabular import COLUMNS, write_xlsx
 
-    text = ["  leading and trailing  ", "a < b & c > d", "line\nbreak", "carriage\rreturn\r\n",
-            "ctrl\x01\x0b", "\x02", "", "_x0041_", "Ünïcödé ≥ 😀", "=1+1"]  # fmt: skip
+    text = [*TRICKY_TEXT, "ctrl\x01\x0b", "=1+1"]
+    studies = [{**empty_study(), "title": t, "year": 2011} for t in text]
     path = tmp_path / "cells.xlsx"
-    assert write_sheet(path, "a & <b>", [["header", "n"], *([t, n] for n, t in enumerate(text))]) == 11
+    assert write_xlsx(studies, path) == len(text)
     sheet = load_workbook(path).worksheets[0]
-    assert sheet.title == "a & <b>"
-    values = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
-    expected = [t.replace("\x01", "").replace("\x0b", "").replace("\x02", "") or None for t in text]
-    assert [v[0] for v in values] == expected
-    assert [v[1] for v in values] == list(range(len(text)))
+    title = COLUMNS.index("title")
+    values = [row[title].value for row in sheet.iter_rows(min_row=2)]
+    assert values == [*TRICKY_TEXT, "ctrl", "'=1+1"]
     assert all(c.data_type != "f" for row in sheet.iter_rows() for c in row)
-    # Booleans and floats too (not in our rows today, but the writer takes them).
-    write_sheet(path, "s", [[True, 2.5, None, "x"]])
-    assert [c.value for c in load_workbook(path).worksheets[0][1]] == [True, 2.5, None, "x"]
+    assert {row[COLUMNS.index("year")].value for row in sheet.iter_rows(min_row=2)} == {2011}
 
 
 def test_xlsx_read_by_pandas(tmp_path: Path) -> None:
