@@ -397,6 +397,75 @@ def test_a_tag_too_long_is_skipped_with_a_warning_naming_the_line(
     assert {s["title"]: s["tags"] for s in rows(empty_library)}["Third study"] == ["fascia"]
 
 
+def test_someone_elses_prefixed_keywords_and_notes_are_kept_not_fatal(
+    empty_library: Path, tmp_path: Path
+) -> None:
+    # Keywords and notes that only look like ours (a capitalised prefix, a value outside our vocabulary,
+    # a number that is not one) are someone's ordinary tags and notes: kept, never an error, never dropped.
+    foreign = [
+        "Population: older adults",
+        "Design: survey",
+        "Status: post-operative",
+        "Claim: unproven",
+        "Mechanism: unknown",
+        "design:survey",
+        "claim:unproven:supports",
+        "claim:pain-modulation:maybe",
+        "level:9",
+        "pedro:high",
+    ]
+    source = tmp_path / "theirs.ris"
+    source.write_text(
+        "TY  - JOUR\nTI  - Foreign keywords\nAU  - Kw, A\nPY  - 2020\n"
+        + "".join(f"KW  - {k}\n" for k in foreign)
+        + "KW  - mechanism:neural-stimulation\nKW  - design:rct\n"
+        "N1  - Finding on MRI: fascia thickened\nN1  - Sample size: about 40\n"
+        "N1  - Finding on pain-modulation (perhaps): less pain\nER  - \n",
+        encoding="utf-8",
+    )
+    result = run("--db", str(empty_library), "import", str(source))
+    assert result.stderr.startswith(f"imported {source}: 1 records: 1 added")
+    (study,) = rows(empty_library)
+    assert set(study["tags"]) == {
+        "population:-older-adults",
+        "design:-survey",
+        "status:-post-operative",
+        "claim:-unproven",
+        "mechanism:-unknown",
+        "design:survey",
+        "claim:unproven:supports",
+        "claim:pain-modulation:maybe",
+        "level:9",
+        "pedro:high",
+    }
+    assert study["design"] == "rct"  # our own exact keywords still count
+    assert study["claims"] == [] and study["sample_size"] is None and study["status"] == "ok"
+    assert study["notes"] == (
+        "Finding on MRI: fascia thickened\nSample size: about 40\n"
+        "Finding on pain-modulation (perhaps): less pain"
+    )
+    # The same in CSL-JSON notes and keywords.
+    csl = tmp_path / "theirs.json"
+    csl.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "x",
+                    "type": "article-journal",
+                    "title": "CSL foreign",
+                    "keyword": "Population: older adults",
+                    "note": "Finding on MRI: fascia thickened\nSample size: about 40",
+                }
+            ]
+        ),
+        encoding="utf-8",
+    )
+    run("--db", str(empty_library), "import", str(csl))
+    study = {s["title"]: s for s in rows(empty_library)}["CSL foreign"]
+    assert study["tags"] == ["population:-older-adults"]
+    assert study["notes"] == "Finding on MRI: fascia thickened\nSample size: about 40"
+
+
 def test_a_malformed_record_anywhere_leaves_the_library_unchanged(library: Path, tmp_path: Path) -> None:
     good = run("--db", str(library), "export", "--to", "ris").stdout
     source = tmp_path / "broken.ris"

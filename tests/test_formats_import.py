@@ -234,3 +234,60 @@ def test_formats_import_no_heavy_or_forbidden_modules() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("keyword", "field", "value"),
+    [
+        ("mechanism:neural-stimulation", "mechanisms", ["neural-stimulation"]),
+        ("design:rct", "design", "rct"),
+        ("level:2", "level", 2),
+        ("pedro:7", "pedro", 7),
+        ("population:animal", "population", "animal"),
+        ("status:retracted", "status", "retracted"),
+        ("tag:a:b", "tags", ["a:b"]),
+    ],
+)
+def test_our_own_keywords_are_read(keyword: str, field: str, value: Any) -> None:
+    (study,) = read("ris", f"TY  - JOUR\nTI  - T\nKW  - {keyword}\nER  - \n")
+    assert study[field] == value
+
+
+@pytest.mark.parametrize(
+    "keyword",
+    [
+        "Population: older adults",
+        "Design: survey",
+        "Status: post-operative",
+        "Claim: unproven",
+        "Mechanism: unknown",
+        "mechanism:unknown",
+        "design:survey",
+        "status:post-operative",
+        "claim:unproven",
+        "claim:pain-modulation:perhaps",
+        "level:0",
+        "level:two",
+        "pedro:11",
+        "population:older adults",
+        "design: rct",
+    ],
+)
+def test_keywords_that_only_look_like_ours_stay_tags(keyword: str) -> None:
+    (study,) = read("ris", f"TY  - JOUR\nTI  - T\nKW  - {keyword}\nER  - \n")
+    assert study["tags"] == [keyword]
+    assert study["mechanisms"] == [] and study["claims"] == [] and study["status"] == "ok"
+    assert (study["design"], study["level"], study["pedro"], study["population"]) == (None, None, None, None)
+
+
+def test_note_lines_that_only_look_like_ours_stay_notes() -> None:
+    notes = [
+        "Finding on MRI: fascia thickened",
+        "Sample size: about 40",
+        "Finding on fascial-gliding (maybe): x",
+    ]
+    text = (
+        "TY  - JOUR\nTI  - T\n" + "".join(f"N1  - {n}\n" for n in notes) + "N1  - Sample size: 40\nER  - \n"
+    )
+    (study,) = read("ris", text)
+    assert study["notes"] == "\n".join(notes) and study["claims"] == [] and study["sample_size"] == 40

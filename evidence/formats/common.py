@@ -23,7 +23,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from evidence.vocab import CLAIM_BY_NAME, DESIGN_LEVELS, STANCES
+from evidence.vocab import CLAIM_BY_NAME, DESIGN_LEVELS, MECHANISM_BY_NAME, POPULATIONS, STANCES
 
 Study = dict[str, Any]
 
@@ -148,8 +148,6 @@ def most_severe(statuses: Iterable[str]) -> str:
 
 # --- keywords ------------------------------------------------------------------------------------
 
-_KEYWORD_PREFIXES = ("mechanism", "claim", "level", "design", "pedro", "population", "status", "tag")
-
 
 def evidence_keywords(study: Study) -> list[str]:
     """The keyword tokens that carry mechanisms, claims with stance, level, design, PEDro, status, tags."""
@@ -170,37 +168,69 @@ def evidence_keywords(study: Study) -> list[str]:
     return keywords
 
 
-def _int_or_none(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
+def _int_in(text: str, low: int, high: int) -> int | None:
+    """`text` as an int in [low, high] when it is one written plainly (`7`, not ` 7` or `7.0`)."""
+    if not text.isdigit():
         return None
+    number = int(text)
+    return number if low <= number <= high else None
+
+
+_STATUSES = frozenset(STATUS_SEVERITY)
+
+
+def _our_keyword(keyword: str) -> tuple[str, Any] | None:
+    """(field, value) when `keyword` is one of ours: our exact lower-case `prefix:value` form with a value
+    from our vocabulary (or a number in range); None for anyone else's keyword (`Population: older adults`,
+    `Mechanism: unknown`, `claim:unproven`), which is then kept as a plain tag."""
+    prefix, sep, rest = keyword.partition(":")
+    if not sep or not rest or rest != rest.strip():
+        return None
+    if prefix == "mechanism":
+        return (prefix, rest) if rest in MECHANISM_BY_NAME else None
+    if prefix == "claim":
+        name, _, stance = rest.partition(":")
+        if name in CLAIM_BY_NAME and (not stance or stance in STANCES):
+            return prefix, (name, stance or None)
+        return None
+    if prefix == "level":
+        level = _int_in(rest, 1, 5)
+        return None if level is None else (prefix, level)
+    if prefix == "pedro":
+        score = _int_in(rest, 0, 10)
+        return None if score is None else (prefix, score)
+    if prefix == "design":
+        return (prefix, rest) if rest in DESIGN_LEVELS else None
+    if prefix == "population":
+        return (prefix, rest) if rest in POPULATIONS else None
+    if prefix == "status":
+        return (prefix, rest) if rest in _STATUSES else None
+    if prefix == "tag":
+        return prefix, rest
+    return None
 
 
 def apply_keywords(study: Study, keywords: Iterable[str]) -> None:
-    """Fill `study` from keyword tokens written by `evidence_keywords`; other keywords become tags."""
+    """Fill `study` from keyword tokens written by `evidence_keywords`; every other keyword (including
+    one that only looks like ours, e.g. `Design: survey` or `design:survey`) becomes a plain tag: never an
+    error, never dropped."""
     for raw in keywords:
         keyword = raw.strip()
         if not keyword:
             continue
-        prefix, sep, rest = keyword.partition(":")
-        prefix = prefix.strip().lower()
-        rest = rest.strip()
-        if not sep or prefix not in _KEYWORD_PREFIXES or not rest:
+        ours = _our_keyword(keyword)
+        if ours is None:
             _append_unique(study["tags"], keyword)
-        elif prefix == "mechanism":
-            _append_unique(study["mechanisms"], rest)
-        elif prefix == "claim":
-            name, _, stance = rest.partition(":")
-            _add_claim(study, name, stance or None)
-        elif prefix in ("level", "pedro"):
-            study[prefix] = _int_or_none(rest)
-        elif prefix == "status":
-            study["status"] = rest
-        elif prefix == "tag":
-            _append_unique(study["tags"], rest)
+            continue
+        field, value = ours
+        if field == "mechanism":
+            _append_unique(study["mechanisms"], value)
+        elif field == "claim":
+            _add_claim(study, *value)
+        elif field == "tag":
+            _append_unique(study["tags"], value)
         else:
-            study[prefix] = rest
+            study[field] = value
 
 
 def _append_unique(items: list[Any], item: Any) -> None:
@@ -260,7 +290,10 @@ def finding_lines(study: Study) -> list[str]:
 
 
 def apply_note_lines(study: Study, lines: Iterable[str]) -> None:
-    """Fill `study` from note lines; lines we did not write are kept as the study's notes."""
+    """Fill `study` from note lines; lines we did not write are kept as the study's notes.
+
+    A line is ours only in our exact form with a value we could have written: `Finding on MRI: ...`
+    (not one of our claims) or `Sample size: about 40` (not a number) stays in the notes text."""
     leftover: list[str] = []
     updates: list[dict[str, Any]] = []
     for raw in lines:
@@ -279,14 +312,20 @@ def apply_note_lines(study: Study, lines: Iterable[str]) -> None:
             )
             continue
         finding = _FINDING_RE.match(line)
-        if finding:
+        if finding and finding.group(1) in CLAIM_BY_NAME and finding.group(2) in (None, *STANCES):
             claim = _add_claim(study, finding.group(1), finding.group(2))
             claim["finding"] = finding.group(3)
             continue
         for key, label in _FIELD_LINES:
             if line.startswith(label + ": "):
                 value = line[len(label) + 2 :].strip()
-                study[key] = _int_or_none(value) if key == "sample_size" else value
+                if key == "sample_size":
+                    size = _int_in(value, 1, 10_000_000)
+                    if size is None:
+                        continue  # `Sample size: about 40` is someone's note, not our field
+                    study[key] = size
+                else:
+                    study[key] = value
                 break
         else:
             leftover.append(line)
