@@ -192,3 +192,52 @@ def test_line_numbers_point_at_each_record() -> None:
         for study in IMPORTERS[fmt](io.StringIO(buffer.getvalue()), "x"):
             first = lines[study["_line"] - 1]
             assert study["citekey"] in first or first.startswith(("TY  - ", "{")), (fmt, first)
+
+
+NASTY_NOTE = (
+    "First line of the curator's note.\n"
+    "ER  - \n"
+    "TY  - JOUR\n"
+    "\n"
+    "@article{x,\n"
+    "Sample size: 12\n"
+    "Finding on pain-modulation (supports): not really ours\n"
+    "N1  - last"
+)
+
+
+@pytest.mark.parametrize("fmt", ["ris", "csljson"])
+def test_a_nasty_multi_line_note_round_trips(fmt: str) -> None:
+    study = copy.deepcopy(seed_studies()[0])
+    study["notes"] = NASTY_NOTE
+    study["abstract"] = "Background.\nER  - \n  TY  - JOUR\nEnd."
+    buffer = io.StringIO()
+    EXPORTERS[fmt]([study], buffer)
+    (back,) = IMPORTERS[fmt](io.StringIO(buffer.getvalue()), f"x.{fmt}")
+    # RIS values are trimmed by every reader (ours and rispy): a note line keeps its text, not its
+    # trailing spaces.
+    expected = "\n".join(line.rstrip() for line in NASTY_NOTE.split("\n")) if fmt == "ris" else NASTY_NOTE
+    assert back["notes"] == expected
+    assert back["abstract"] == study["abstract"]
+    assert back["claims"] == study["claims"] and back["sample_size"] == study["sample_size"]
+
+
+def test_ris_nasty_note_is_one_n1_per_line_for_rispy() -> None:
+    import rispy
+
+    study = copy.deepcopy(seed_studies()[0])
+    study["notes"] = NASTY_NOTE
+    text = io.StringIO()
+    EXPORTERS["ris"]([study, seed_studies()[1]], text)
+    entries = rispy.loads(text.getvalue())
+    assert len(entries) == 2  # nothing in the note ended the record or started another
+    notes = entries[0]["notes"]
+    tail = notes[notes.index("Notes: First line of the curator's note.") :]
+    lines = [line.rstrip() for line in NASTY_NOTE.split("\n")]
+    assert tail == ["Notes: " + lines[0], *lines[1:]]
+
+
+def test_ris_mixed_a1_and_au_keep_the_file_order() -> None:
+    text = "TY  - JOUR\nTI  - T\nA1  - First, A\nAU  - Second, B\nA1  - Third, C\nAU  - Fourth, D\nER  - \n"
+    (study,) = IMPORTERS["ris"](io.StringIO(text), "x.ris")
+    assert [a["family"] for a in study["authors"]] == ["First", "Second", "Third", "Fourth"]

@@ -293,15 +293,22 @@ def apply_note_lines(study: Study, lines: Iterable[str]) -> None:
     """Fill `study` from note lines; lines we did not write are kept as the study's notes.
 
     A line is ours only in our exact form with a value we could have written: `Finding on MRI: ...`
-    (not one of our claims) or `Sample size: about 40` (not a number) stays in the notes text."""
+    (not one of our claims) or `Sample size: about 40` (not a number) stays in the notes text. The
+    `Notes: ` line comes last in our exports, so it and every line after it (blank ones too) are the
+    curator's notes, taken verbatim: a note line there that looks like one of ours stays text."""
     leftover: list[str] = []
     updates: list[dict[str, Any]] = []
+    in_notes = False  # after a `Notes: ` line every line is the curator's text, blank lines included
     for raw in lines:
         line = raw.strip("\n")
+        if in_notes:
+            leftover.append(line)
+            continue
         if not line.strip():
             continue
-        if line.startswith(_NOTES_PREFIX):
+        if line.startswith(_NOTES_PREFIX) or line == _NOTES_PREFIX.rstrip():
             leftover.append(line[len(_NOTES_PREFIX) :])
+            in_notes = True
             continue
         notice = parse_notice_line(line)
         if notice is not None:
@@ -331,8 +338,9 @@ def apply_note_lines(study: Study, lines: Iterable[str]) -> None:
             leftover.append(line)
     if updates:
         study["updates"] = updates
-    if leftover:
-        study["notes"] = "\n".join(leftover)
+    notes = "\n".join(leftover).strip("\n")
+    if notes:
+        study["notes"] = notes
 
 
 def split_note_text(text: str) -> list[str]:

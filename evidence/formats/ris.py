@@ -4,7 +4,9 @@ Tags written: `TY`, `ID` (citekey), `AU` (`Family, Given`; an organisation as it
 comma, which Zotero reads as a single-field name), `TI`, `T2` (journal), `PY`, `VL`, `IS`, `SP`/`EP`,
 `C7` (article number, as EndNote), `DO`, `SN`, `PB`, `UR`, `LA`, `AN` (PMID, as PubMed/EndNote), `C2`
 (PMCID, as EndNote's PubMed filter), `AB`, one `KW` per evidence keyword or tag, one `N1` per note line
-(notices, findings, condition, body region, sample size, notes), `ER`.
+(notices, findings, condition, body region, sample size, notes; a multi-line note as one `N1` per line),
+`ER`. A continuation line of another multi-line value that would read as a tag is written with one extra
+leading space (see `_line`).
 
 The reader is a plain line loop rather than rispy: it streams (rispy builds the whole list), reports the
 line of a malformed record, and keeps multi-line values (a line without a tag continues the previous
@@ -61,9 +63,25 @@ _PUBLICATION_TYPES = {
 
 
 def _line(tag: str, value: Any) -> str:
-    # A value spanning lines: RIS readers (ours, EndNote, Zotero) append untagged lines to the last tag.
-    text = str(value).replace("\r\n", "\n").replace("\r", "\n")
-    return f"{tag}  - {text}\n"
+    """A tagged line for a value that may span lines. RIS has no escape: readers (ours, rispy, EndNote,
+    Zotero) append an untagged line to the last tag, so a continuation line that would read as a tag
+    (`ER  - ` ends the record, `TY  - ` starts one) gets one more leading space, which `read_ris` removes
+    again from a continuation line that is spaces and a tag."""
+    first, *rest = str(value).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    out = [f"{tag}  - {first}"]
+    for line in rest:
+        out.append(" " + line if _TAG_RE.match(line.lstrip(" ")) else line)
+    return "\n".join(out) + "\n"
+
+
+def _note_tags(note_lines: list[str]) -> list[tuple[str, str]]:
+    """One `N1` per line: a multi-line note (the curator's `Notes: ...`) becomes several N1 tags, so no
+    line of it can be read as a tag, and `apply_note_lines` joins the `Notes:` tail back together."""
+    tags = []
+    for note in note_lines:
+        for line in note.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+            tags.append(("N1", line))
+    return tags
 
 
 def format_record(study: Study, key: str) -> str:
@@ -90,9 +108,9 @@ def format_record(study: Study, key: str) -> str:
         if value is not None and value != "":
             lines.append((tag, value))
     lines.extend([("KW", keyword) for keyword in evidence_keywords(study)])
-    lines.extend([("N1", note) for note in evidence_note_lines(study)])
+    lines.extend(_note_tags(evidence_note_lines(study)))
     text = "".join([f"{tag}  - {value}\n" for tag, value in lines])
-    if "\r" in text:  # rare: line ends inside a value are normalised value by value
+    if text.count("\n") != len(lines) or "\r" in text:  # rare: a value spans lines
         text = "".join([_line(tag, value) for tag, value in lines])
     return text + "ER  - \n\n"
 
@@ -142,6 +160,8 @@ def read_ris(stream: TextIO, path: str = "<stdin>") -> Iterator[Study]:
         match = _TAG_RE.match(line)
         if match is None:
             if record is not None and last_tag is not None:
+                if line.startswith(" ") and _TAG_RE.match(line.lstrip(" ")):
+                    line = line[1:]  # the space `_line` adds so that the line is not read as a tag
                 values = record[last_tag]
                 values[-1] = f"{values[-1]}\n{line}" if values[-1] else line
             elif line.strip():
@@ -160,6 +180,8 @@ def read_ris(stream: TextIO, path: str = "<stdin>") -> Iterator[Study]:
             yield _study_from_record(record, start, path)
             record, last_tag = None, None
         else:
+            if tag == "A1":
+                tag = "AU"  # the same authors list, in the file's order when a record mixes the two
             record.setdefault(tag, []).append(value)
             last_tag = tag
     if record is not None:
@@ -187,7 +209,7 @@ def _study_from_record(record: dict[str, list[str]], line: int, path: str) -> St
     study["title"] = " ".join(title.split())
     study["citekey"] = _first(record, "ID")
     authors = []
-    for value in record.get("AU", []) + record.get("A1", []):
+    for value in record.get("AU", []):
         name = " ".join(value.split())
         if not name:
             continue
