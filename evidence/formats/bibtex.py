@@ -1,10 +1,11 @@
 """BibTeX and BibLaTeX: export (`write_bibtex`, `write_biblatex`) and a streaming import (`read_bibtex`).
 
-Export: `@article{key, ...}` with stable, unique citekeys; BibTeX writes `journal`, `year`, `number`,
-`pmid`, `language`, `annote`, accented letters as LaTeX commands; BibLaTeX writes `journaltitle`,
-`date`, `number` for a numeric issue and `issue` for a designation ("Suppl 1": the biblatex manual's
-meaning of `issue`), `eprint`/`eprinttype = {pubmed}`, `langid`, `annotation`, UTF-8 as is (see
-`latex.py` for the escaping).
+Export: `@article{key, ...}` with stable, unique citekeys; BibTeX writes `journal`, `year`, `number`
+(`issue`, which bibtex ignores silently, when there is no volume: the standard styles warn about a number
+without a volume), `pmid`, `language`, `annote`, accented letters as LaTeX commands; BibLaTeX writes
+`journaltitle`, `date`, `number` for a numeric issue and `issue` for a designation ("Suppl 1": the
+biblatex manual's meaning of `issue`), `eprint`/`eprinttype = {pubmed}`, `langid`, `annotation`, UTF-8
+as is (see `latex.py` for the escaping).
 Pages are `127--134`. Mechanisms, claims with stance, level, design, PEDro score, population, status and
 tags travel in `keywords`; notices (retraction...) and findings in `note` (printed by bibliography styles,
 so a retracted study is visibly marked); condition, body region and sample size in the extra fields
@@ -159,8 +160,15 @@ def format_entry(study: Study, key: str, *, biblatex: bool) -> str:
     if issue is not None and issue != "":
         # biblatex's `number` is a journal's issue number; its `issue` field is for designations such as
         # "Spring" or "Suppl 1" (biblatex manual, 2.2.2), and pandoc ignores a numeric `issue`.
+        # Classic BibTeX styles (plain, unsrt, abbrv...) warn "there's a number but no volume" for an
+        # article with a `number` and no `volume`: there the issue goes in `issue`, a field bibtex ignores
+        # without a word and our reader reads back.
         numeric = _NUMERIC_ISSUE_RE.match(str(issue)) is not None
-        fields.append(f"  {'number' if numeric or not biblatex else 'issue'} = {{{esc(str(issue))}}}")
+        if biblatex:
+            name = "number" if numeric else "issue"
+        else:
+            name = "number" if volume is not None and volume != "" else "issue"
+        fields.append(f"  {name} = {{{esc(str(issue))}}}")
     pages = get("pages")
     if pages:
         fields.append(f"  pages = {{{esc(str(pages)).replace('-', '--')}}}")
