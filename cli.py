@@ -1180,7 +1180,9 @@ def cite(
         return
     with state.database().transaction() as session:
         ids = selected_ids(session, refs, sort, params)
-        text = cite_selection(session, ids, style=style, fmt=fmt, by_claim=by_claim)
+        text = cite_selection(
+            session, ids, style=style, fmt=fmt, by_claim=by_claim, filters=make_filters(params)
+        )
     with open_output(output) as out:
         out.write(text)
     if output not in (None, "-"):

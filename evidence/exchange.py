@@ -301,13 +301,20 @@ def cite_selection(
     style: str = "american-medical-association",
     fmt: str = "text",
     by_claim: bool = False,
+    filters: FindFilters | None = None,
 ) -> str:
-    """A formatted bibliography of the studies (all registered together, so numbering is right)."""
+    """A formatted bibliography of the studies (all registered together, so numbering is right).
+
+    `filters` are the ones the selection was made with: grouped `by_claim`, only the groups of the
+    claims, mechanisms and stances they name are printed (`--claim X --by-claim` is about claim X).
+    """
     from evidence.formats.cite import render_bibliography, render_by_claim
 
     studies = list(iter_selection(session, study_ids))
-    render = render_by_claim if by_claim else render_bibliography
-    return render(studies, style, fmt)
+    if not by_claim:
+        return render_bibliography(studies, style, fmt)
+    f = filters.validated() if filters is not None else FindFilters()
+    return render_by_claim(studies, style, fmt, claims=f.claims, mechanisms=f.mechanisms, stances=f.stances)
 
 
 def list_styles() -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 from test_formats_export import parse_bib
 
 from evidence.formats.common import evidence_keywords
+from evidence.vocab import CLAIMS
 from tests.helpers import run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
@@ -265,6 +266,26 @@ def test_cite_numbers_a_filtered_selection_and_writes_a_file(library: Path, tmp_
     assert len(entries) == len(chosen)
     assert [e.split("\\.", 1)[0] for e in entries] == [str(n) for n in range(1, len(chosen) + 1)]
     assert chosen[0]["authors"][0]["family"] in entries[0]
+
+
+def test_cite_by_claim_prints_only_the_selected_claims_and_stances(library: Path) -> None:
+    # Grouped by claim, a selection made by --claim/--mechanism/--stance shows those groups only, not
+    # every other claim its studies happen to be linked to.
+    def headings(*args: str) -> list[str]:
+        text = run("--db", str(library), "cite", "--by-claim", "--format", "markdown", *args).stdout
+        return [line for line in text.splitlines() if line.startswith("#")]
+
+    everything = headings()
+    assert sum(h.startswith("## ") for h in everything) > 2
+    one = headings("--claim", "pain-modulation")
+    assert [h for h in one if h.startswith("## ")] == ["## Pain gate / pain modulation (pain-modulation)"]
+    stance = headings("--claim", "pain-modulation", "--stance", "supports")
+    assert stance == ["## Pain gate / pain modulation (pain-modulation)", "### Supporting"]
+    neural = {c.name for c in CLAIMS if c.mechanism == "neural-stimulation"}
+    by_mechanism = [h for h in headings("--mechanism", "neural-stimulation") if h.startswith("## ")]
+    assert by_mechanism and all(h.rsplit("(", 1)[1].rstrip(")") in neural for h in by_mechanism)
+    # A selection without such filters still lists every claim of its studies.
+    assert len([h for h in headings("--design", "rct") if h.startswith("## ")]) > 1
 
 
 def test_cite_styles_and_errors(library: Path) -> None:

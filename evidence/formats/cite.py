@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -215,22 +215,43 @@ def _heading(text: str, level: int, fmt: str) -> str:
 
 
 def render_by_claim(
-    studies: Iterable[Study], style: str = "american-medical-association", fmt: str = "text"
+    studies: Iterable[Study],
+    style: str = "american-medical-association",
+    fmt: str = "text",
+    *,
+    claims: Collection[str] = (),
+    mechanisms: Collection[str] = (),
+    stances: Collection[str] = (),
 ) -> str:
     """A bibliography grouped by claim, then by stance (supporting, contradicting, mixed, no effect).
 
     Every study is rendered once, so a numbered style gives it one number however many claims it
-    appears under; studies without claims are listed last under "No claim linked".
+    appears under; studies without claims are listed last under "No claim linked". `claims`,
+    `mechanisms` and `stances` are the selection's filters: when given, only the groups of a named claim
+    or of a claim under a named mechanism, with a named stance, are printed (the selection then holds no
+    study without a matching link).
     """
     studies = list(studies)
     claim_order = [c.name for c in CLAIMS]
     groups: dict[tuple[str, str], list[int]] = {}
     unlinked: list[int] = []
+
+    def wanted(link: dict[str, Any]) -> bool:
+        name = link["claim"]
+        if claims or mechanisms:
+            spec = CLAIM_BY_NAME.get(name)
+            mechanism = link.get("mechanism") or (spec.mechanism if spec else None)
+            if name not in claims and mechanism not in mechanisms:
+                return False
+        return not stances or link.get("stance") in stances
+
     for index, study in enumerate(studies):
-        claims = study.get("claims") or []
-        if not claims:
+        links = study.get("claims") or []
+        if not links:
             unlinked.append(index)
-        for claim in claims:
+        for claim in links:
+            if not wanted(claim):
+                continue
             bucket = groups.setdefault((claim["claim"], claim.get("stance") or "unspecified"), [])
             if index not in bucket:
                 bucket.append(index)
