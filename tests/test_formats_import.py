@@ -291,3 +291,38 @@ def test_note_lines_that_only_look_like_ours_stay_notes() -> None:
     )
     (study,) = read("ris", text)
     assert study["notes"] == "\n".join(notes) and study["claims"] == [] and study["sample_size"] == 40
+
+
+def test_csljson_particles_and_suffix_are_kept_and_round_trip() -> None:
+    csl = (
+        '[{"id": "b", "title": "T", "author": [{"family": "Beethoven", "given": "Ludwig",'
+        ' "dropping-particle": "van"}, {"family": "King", "given": "Martin Luther", "suffix": "Jr."},'
+        ' {"family": "Berg", "given": "Anna", "non-dropping-particle": "van der"}]}]'
+    )
+    (item,) = read("csljson", csl)
+    assert [(a["family"], a["given"]) for a in item["authors"]] == [
+        ("Beethoven", "Ludwig van"),
+        ("King", "Martin Luther, Jr."),
+        ("van der Berg", "Anna"),
+    ]
+    from evidence.formats import EXPORTERS
+
+    buffer = io.StringIO()
+    EXPORTERS["csljson"]([item], buffer)
+    (back,) = read("csljson", buffer.getvalue())
+    assert back["authors"] == item["authors"]
+
+
+@pytest.mark.parametrize("issued", ['{"date-parts": [["abc"]]}', '{"raw": "no date"}', '"soon"'])
+def test_csljson_issued_without_a_year_is_an_error_naming_the_line(issued: str) -> None:
+    with pytest.raises(ImportFormatError) as caught:
+        read("csljson", f'[\n{{"id": "ok", "title": "A"}},\n{{"id": "x", "title": "T", "issued": {issued}}}]')
+    assert caught.value.line == 3 and "year" in str(caught.value)
+
+
+def test_make_citekey_for_an_organisation_named_only_whitespace() -> None:
+    from evidence.formats.common import make_citekey
+
+    assert (
+        make_citekey({"authors": [{"name": "   "}], "year": 2020, "title": "Soft tissue"}) == "anon2020soft"
+    )

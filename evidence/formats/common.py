@@ -405,8 +405,8 @@ def make_citekey(study: Study) -> str:
     authors = study.get("authors") or []
     first = authors[0] if authors else {}
     name = first.get("family") or first.get("name") or "anon"
-    if first.get("name"):  # an organisation: its first word
-        name = str(name).split()[0]
+    if first.get("name"):  # an organisation: its first word (none for a name of only whitespace)
+        name = next(iter(str(name).split()), "")
     family = re.sub(r"[^a-z]", "", ascii_fold(str(name)).lower())
     words = re.findall(r"[a-z0-9]+", ascii_fold(str(study.get("title") or "")).lower())
     word = next((w for w in words if w not in _STOPWORDS and not w.isdigit()), "")

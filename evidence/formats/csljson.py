@@ -220,6 +220,14 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def _year(value: Any, line: int, path: str) -> int | None:
+    """The year of an `issued` date; a date with no year in it is an error, as in BibTeX and RIS."""
+    year = year_from(value)
+    if year is None and value not in (None, ""):
+        raise ImportFormatError(path, line, f"expected a four-digit year in 'issued', got {value!r}")
+    return year
+
+
 def _study_from_item(item: Any, line: int, path: str) -> Study:
     if not isinstance(item, dict):
         raise ImportFormatError(path, line, "expected a CSL-JSON item (an object with 'title')")
@@ -240,18 +248,25 @@ def _study_from_item(item: Any, line: int, path: str) -> Study:
         if name.get("literal"):
             study["authors"].append({"name": str(name["literal"])})
         elif name.get("family") or name.get("given"):
+            # Particles and suffix stay with the name as Zotero and citeproc display it: the
+            # non-dropping particle before the family name ("van Beethoven"), the dropping particle after
+            # the given names ("Ludwig van"), the suffix after them, comma-separated ("Martin, Jr."), as
+            # RIS and BibTeX write `Family, Given, Suffix`.
             family = " ".join(str(p) for p in (name.get("non-dropping-particle"), name.get("family")) if p)
-            study["authors"].append(person(family, _text(name.get("given"))))
+            given = " ".join(str(p) for p in (name.get("given"), name.get("dropping-particle")) if p)
+            if name.get("suffix"):
+                given = f"{given}, {name['suffix']}" if given else str(name["suffix"])
+            study["authors"].append(person(family, _text(given)))
     study["journal"] = _text(item.get("container-title"))
     issued = item.get("issued")
     if isinstance(issued, dict):
         parts = issued.get("date-parts")
         if isinstance(parts, list) and parts and isinstance(parts[0], list) and parts[0]:
-            study["year"] = year_from(parts[0][0])
+            study["year"] = _year(parts[0][0], line, path)
         elif issued.get("raw") or issued.get("literal"):
-            study["year"] = year_from(issued.get("raw") or issued.get("literal"))
+            study["year"] = _year(issued.get("raw") or issued.get("literal"), line, path)
     elif issued is not None:
-        study["year"] = year_from(issued)
+        study["year"] = _year(issued, line, path)
     for variable, key in (
         ("volume", "volume"),
         ("issue", "issue"),
