@@ -53,7 +53,7 @@ class Database:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # The busy timeout first: switching a new file to WAL takes a lock another process may hold.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA busy_timeout=15000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

@@ -132,6 +132,8 @@ class ImportReport:
             f"{counts['duplicate-in-file']} duplicates within the file, {conflicts} conflicts"
         )
         lines = [head]
+        if not self.total:
+            lines.append(f"  {self.path}: warning: no records found (is it empty, or in another format?)")
         for line, message in self.warnings:
             where = f"{self.path}:{line}" if line is not None else self.path
             lines.append(f"  {where}: warning: {message}")

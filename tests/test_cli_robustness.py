@@ -193,7 +193,7 @@ def test_hand_added_journal_study_is_an_article_with_plain_pages(isolated_home: 
         "--journal",
         "J Sport Rehabil",
         "--pages",
-        "1–10",
+        "1\u201310",
     )
     study = run_json("show", "odegard2023scraping")
     assert study["pages"] == "1-10"

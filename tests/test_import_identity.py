@@ -35,3 +35,11 @@ def test_identifier_collisions_are_conflicts_not_crashes(tmp_path: Path) -> None
     assert after["a1"]["pmid"] is None
     assert after["b1"]["doi"] == "10.5555/zzz"
     assert after["davidson1997rat"]["title"] == before["davidson1997rat"]["title"]
+
+
+def test_an_empty_file_says_so(tmp_path: Path) -> None:
+    source = tmp_path / "empty.bib"
+    source.write_text("", encoding="utf-8")
+    result = run("import", str(source), "--format", "bibtex")
+    assert "0 records" in result.stderr
+    assert "warning: no records found" in result.stderr

@@ -55,7 +55,7 @@ def test_open_database_upgrades_and_sets_pragmas(tmp_path: Path, monkeypatch: ob
     with db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 15000
         claims = conn.execute(text("SELECT count(*) FROM claims")).scalar()
     assert claims == 9
     db.close()
