@@ -525,7 +525,7 @@ def add(
     with state.database().transaction() as session:
         study = add_manual(
             session,
-            given_fields(params),
+            fields,
             authors=authors,
             tags=tags,
             claims=claims,
