@@ -18,40 +18,10 @@ from sqlalchemy.orm import Session
 
 from evidence import vocab
 from evidence.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
-from evidence.records import citekey_base
+from evidence.records import STUDY_FIELDS, citekey_base
 
 FTS_TRIGGER = "studies_fts_ai"  # keeps studies_fts in step with inserts (migration 0001)
-STUDY_COLUMNS = (
-    "citekey",
-    "doi",
-    "pmid",
-    "pmcid",
-    "title",
-    "journal",
-    "issn",
-    "publisher",
-    "year",
-    "volume",
-    "issue",
-    "pages",
-    "article_number",
-    "publication_type",
-    "abstract",
-    "url",
-    "language",
-    "design",
-    "level",
-    "population",
-    "population_detail",
-    "condition",
-    "body_region",
-    "sample_size",
-    "pedro",
-    "notes",
-    "status",
-    "updates",
-    "citations",
-)
+STUDY_COLUMNS = (*STUDY_FIELDS, "status", "updates", "citations")
 
 _STUDY_COLUMN_SET = frozenset(STUDY_COLUMNS)
 

@@ -48,32 +48,8 @@ MERGE_FIELDS = (
     "sample_size",
     "pedro",
 )
-_SCALARS = (
-    "citekey",
-    "doi",
-    "pmid",
-    "pmcid",
-    "title",
-    "journal",
-    "issn",
-    "publisher",
-    "year",
-    "volume",
-    "issue",
-    "pages",
-    "article_number",
-    "publication_type",
-    "abstract",
-    "url",
-    "language",
-    "design",
-    "level",
-    "population",
-    "condition",
-    "body_region",
-    "sample_size",
-    "pedro",
-)
+# What a record may set (population_detail and notes are handled on their own).
+_SCALARS = tuple(f for f in records.STUDY_FIELDS if f not in ("population_detail", "notes"))
 STATUSES = ("ok", "corrected", "expression-of-concern", "retracted")  # least to most severe
 TITLE_MATCH = 92.0  # rapidfuzz ratio (0-100) on normalised titles, with the same first author and year
 CHUNK = 2000

@@ -47,6 +47,13 @@ VERIFICATION_FIELDS = (
     "bibliographic_verification",
     "design_verification",
 )
+# The study's own scalar fields, in the order every writer uses: the one list the seed loader, the
+# importer and the bulk inserter take their columns from.
+STUDY_FIELDS = (
+    "citekey", "doi", "pmid", "pmcid", "title", "journal", "issn", "publisher", "year", "volume", "issue",
+    "pages", "article_number", "publication_type", "abstract", "url", "language", "design", "level",
+    "population", "population_detail", "condition", "body_region", "sample_size", "pedro", "notes",
+)  # fmt: skip
 EDITABLE_FIELDS = (
     *TEXT_FIELDS,
     *INT_FIELDS,

@@ -75,35 +75,7 @@ def load_seed(session: Session, path: Path | None = None) -> SeedReport:
 
 def _add_entry(session: Session, entry: dict[str, Any]) -> Study:
     verification = entry.get("verification") or {}
-    fields = {
-        name: entry.get(name)
-        for name in (
-            "citekey",
-            "doi",
-            "pmid",
-            "pmcid",
-            "title",
-            "journal",
-            "issn",
-            "publisher",
-            "year",
-            "volume",
-            "issue",
-            "pages",
-            "publication_type",
-            "language",
-            "design",
-            "level",
-            "population",
-            "population_detail",
-            "condition",
-            "body_region",
-            "sample_size",
-            "pedro",
-            "notes",
-            "verification_note",
-        )
-    }
+    fields = {name: entry.get(name) for name in (*records.STUDY_FIELDS, "verification_note")}
     for key in _VERIFICATION_KEYS:
         fields[f"{key}_verification"] = verification.get(key, "unverified")
     with session.begin_nested():
