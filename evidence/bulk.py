@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from evidence import vocab
 from evidence.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
-from evidence.records import STUDY_FIELDS, citekey_base
+from evidence.records import STUDY_FIELDS, citekey_base, citekey_suffix
 
 FTS_TRIGGER = "studies_fts_ai"  # keeps studies_fts in step with inserts (migration 0001)
 STUDY_COLUMNS = (*STUDY_FIELDS, "status", "updates", "citations")
@@ -44,11 +44,7 @@ class CitekeyAllocator:
         key, n = base, self._next.get(base, 0)
         while key in self.taken:
             n += 1
-            suffix, k = "", n
-            while k:
-                k, r = divmod(k - 1, 26)
-                suffix = chr(ord("a") + r) + suffix
-            key = base + suffix
+            key = base + citekey_suffix(n)
         self._next[base] = n
         self.taken.add(key)
         return key

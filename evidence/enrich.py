@@ -451,18 +451,6 @@ def merge_work(
 # ==================================================================================================
 
 
-def _claim_links(claims: Sequence[str], stance: str | None, finding: str | None) -> list[dict[str, Any]]:
-    if claims and not stance:
-        raise InvalidValue("--claim needs --stance (supports, contradicts, mixed or no-effect)")
-    if stance and not claims:
-        raise InvalidValue("--stance needs at least one --claim")
-    for claim in claims:
-        records.check_claim(claim)
-    if stance:
-        records.check_stance(stance)
-    return [{"claim": c, "stance": stance, "finding": finding} for c in claims]
-
-
 def add_work(
     session: Session,
     work: CrossrefWork,
@@ -486,7 +474,7 @@ def add_work(
     fields follow their source: a level computed from the user's design is ``manual``.
     ``DuplicateRecord`` if the library already has its DOI.
     """
-    links = _claim_links(claims, stance, finding)
+    links = records.claim_links(claims, stance, finding)
     user = {k: v for k, v in records.normalize_fields(dict(fields or {})).items() if v is not None}
     user.pop("doi", None)
     records.find_duplicate(session, work.doi, user.get("pmid"), user.get("citekey"))
@@ -556,7 +544,7 @@ def add_by_doi(
     Crossref's and is recorded as ``manual``.
     """
     key = ids.normalize_doi(doi)
-    _claim_links(claims, stance, finding)  # refuse bad options before spending a request
+    records.claim_links(claims, stance, finding)  # refuse bad options before spending a request
     records.normalize_fields(dict(fields or {}))
     records.find_duplicate(session, key, None, None)
     work, fetched_at, _from_cache = fetch_work_cached(session, client, key, refresh=refresh)
@@ -942,7 +930,7 @@ def add_by_citation(
     finding: str | None = None,
 ) -> CitationAdd:
     """Resolve ``text`` and store the confident match, or the ``pick``-th candidate; else store nothing."""
-    _claim_links(claims, stance, finding)
+    records.claim_links(claims, stance, finding)
     records.normalize_fields(dict(fields or {}))
     decision = resolve_citation(client, text)
     chosen = decision.pick(pick) if pick is not None else decision.match

@@ -25,28 +25,8 @@ from evidence.errors import EvidenceError, ImportFormatError, InvalidValue
 from evidence.models import Author, Study, utcnow
 
 # Fields an import may fill on an existing study (never overwrite).
-MERGE_FIELDS = (
-    "doi",
-    "pmid",
-    "pmcid",
-    "journal",
-    "issn",
-    "publisher",
-    "year",
-    "volume",
-    "issue",
-    "pages",
-    "article_number",
-    "publication_type",
-    "abstract",
-    "url",
-    "language",
-    "design",
-    "population",
-    "condition",
-    "body_region",
-    "sample_size",
-    "pedro",
+MERGE_FIELDS = tuple(
+    f for f in records.STUDY_FIELDS if f not in ("citekey", "title", "level", "population_detail", "notes")
 )
 # What a record may set (population_detail and notes are handled on their own).
 _SCALARS = tuple(f for f in records.STUDY_FIELDS if f not in ("population_detail", "notes"))

@@ -28,11 +28,7 @@ def add_manual(
     finding: str | None = None,
 ) -> dict[str, Any]:
     """Add a study entered by hand; returns it as `show` sees it."""
-    if claims and not stance:
-        raise InvalidValue("--claim needs --stance (supports, contradicts, mixed or no-effect)")
-    if stance and not claims:
-        raise InvalidValue("--stance needs at least one --claim")
-    links = [{"claim": c, "stance": stance, "finding": finding} for c in claims]
+    links = records.claim_links(claims, stance, finding)
     study = records.add_study(session, fields, authors=authors, tags=tags, claims=links, source="manual")
     return show_study(session, f"id:{study.id}")
 

@@ -67,37 +67,8 @@ ROW_FIELDS = (
     "updates",
     "notes",
 )
-_SCALAR_COLUMNS = (
-    "id",
-    "citekey",
-    "doi",
-    "pmid",
-    "pmcid",
-    "title",
-    "journal",
-    "year",
-    "volume",
-    "issue",
-    "pages",
-    "article_number",
-    "design",
-    "level",
-    "population",
-    "condition",
-    "body_region",
-    "sample_size",
-    "pedro",
-    "abstract",
-    "issn",
-    "publisher",
-    "url",
-    "language",
-    "publication_type",
-    "citations",
-    "status",
-    "updates",
-    "notes",
-)
+# The columns read straight from the studies table: the row minus what comes from other tables.
+_SCALAR_COLUMNS = tuple(f for f in ROW_FIELDS if f not in ("authors", "mechanisms", "claims", "tags"))
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -254,22 +254,23 @@ def citekey_base(family: str | None, year: int | None, title: str | None) -> str
     return f"{name}{year or 'nd'}{word}"
 
 
-def unique_citekey(session: Session, base: str, taken: set[str] | None = None) -> str:
-    """``base``, or ``base`` + a, b, ... z, aa, ... when the library (or ``taken``) already has it."""
+def citekey_suffix(n: int) -> str:
+    """The n-th disambiguating suffix (1-based): a, b, ... z, aa, ab, ..."""
+    suffix = ""
+    while n:
+        n, r = divmod(n - 1, 26)
+        suffix = chr(ord("a") + r) + suffix
+    return suffix
+
+
+def unique_citekey(session: Session, base: str) -> str:
+    """``base``, or ``base`` + a, b, ... z, aa, ... when the library already has it."""
     existing = set(session.scalars(select(Study.citekey).where(Study.citekey.like(f"{base}%"))))
-    if taken:
-        existing |= {k for k in taken if k.startswith(base)}
-    if base not in existing:
-        return base
-    n = 0
-    while True:
+    key, n = base, 0
+    while key in existing:
         n += 1
-        suffix, k = "", n
-        while k:
-            k, r = divmod(k - 1, 26)
-            suffix = chr(ord("a") + r) + suffix
-        if base + suffix not in existing:
-            return base + suffix
+        key = base + citekey_suffix(n)
+    return key
 
 
 # --- finding studies ---------------------------------------------------------------------------------------
@@ -324,6 +325,19 @@ def find_duplicate(
 
 def _claim_ids(session: Session) -> dict[str, int]:
     return {name: id_ for id_, name in session.execute(select(Claim.id, Claim.name))}
+
+
+def claim_links(claims: Sequence[str], stance: str | None, finding: str | None) -> list[dict[str, Any]]:
+    """Links for ``--claim C ... --stance S --finding F``: one stance for every claim given (both or none)."""
+    if claims and not stance:
+        raise InvalidValue("--claim needs --stance (supports, contradicts, mixed or no-effect)")
+    if stance and not claims:
+        raise InvalidValue("--stance needs at least one --claim")
+    for claim in claims:
+        check_claim(claim)
+    if stance:
+        check_stance(stance)
+    return [{"claim": c, "stance": stance, "finding": finding} for c in claims]
 
 
 def add_study(
