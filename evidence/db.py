@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 HEAD_REVISION = "0002"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SEEDED_KEY = "seeded"
+CHANGES_AT_BEGIN = "evidence.changes_at_begin"  # key in the DBAPI connection's info (see _begin_immediate)
 
 
 @dataclass
@@ -68,6 +69,9 @@ def _begin_immediate(conn: Any) -> None:
     # instead of silently losing an update. Readers of a WAL database are never blocked by it.
     # https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # What the connection had changed when the transaction began: a parallel export checks that its own
+    # transaction has written nothing its worker processes could not see (evidence.exchange).
+    conn.connection.info[CHANGES_AT_BEGIN] = conn.connection.driver_connection.total_changes
 
 
 def make_engine(url: str) -> Engine:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import gc
 import io
-import json
 import logging
 import multiprocessing
-import pickle
-import sys
+import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
@@ -26,18 +24,26 @@ from typing import Any, BinaryIO, TextIO
 
 from sqlalchemy.orm import Session
 
-from evidence.db import Database
+from evidence.db import CHANGES_AT_BEGIN, Database
 from evidence.errors import EvidenceError, ExportError, ImportFormatError
-from evidence.formats import BINARY_FORMATS, EXPORT_FORMATS, check_import_format, export_studies, read_stream
+from evidence.formats import (
+    BINARY_FORMATS,
+    EXPORT_FORMATS,
+    TEXT_LAYOUTS,
+    check_import_format,
+    export_studies,
+    read_stream,
+)
 from evidence.formats.common import Study
+from evidence.formats.tabular import write_xlsx_rows
 from evidence.importer import ImportReport, import_records, validate_record
 from evidence.query import ROW_FIELDS, FindFilters, find_ids, iter_study_rows
 from evidence.records import resolve_ref
-from evidence.vocab import MECHANISMS
+from evidence.sqlite_export import RUN, Job, Worker, read_rows, start_worker
 
 log = logging.getLogger(__name__)
 
-EXPORT_CHUNK = 500  # studies loaded per round trip to the database while exporting
+EXPORT_RUN = RUN  # studies read from the database, formatted and written together while exporting
 PROGRESS_EVERY = 500  # records between two progress reports while importing
 
 Progress = Callable[[int, int], None]  # (bytes read so far, file size)
@@ -67,7 +73,7 @@ def select_ids(
 
 
 def iter_selection(session: Session, study_ids: Sequence[int]) -> Iterator[Study]:
-    """Study dicts for `study_ids`, in order, loaded from the database a chunk at a time.
+    """Study dicts for `study_ids`, in order, loaded from the database a run at a time.
 
     The same rows as `evidence.query.iter_study_rows` (equal dicts, the list fields last; a test compares
     them on the seed library); on SQLite they are read through the DBAPI cursor, which takes 1 s instead of
@@ -75,80 +81,18 @@ def iter_selection(session: Session, study_ids: Sequence[int]) -> Iterator[Study
     export's time otherwise).
     """
     if session.get_bind().dialect.name != "sqlite":
-        return iter_study_rows(session, study_ids, chunk=EXPORT_CHUNK)
+        return iter_study_rows(session, study_ids, chunk=EXPORT_RUN)
     return _sqlite_rows(session, study_ids)
 
 
 # The scalar columns of a row (ROW_FIELDS without the lists, which are filled in from other tables).
 _SCALAR_FIELDS = tuple(name for name in ROW_FIELDS if name not in ("authors", "mechanisms", "claims", "tags"))
-_SCALAR_SQL = ", ".join(_SCALAR_FIELDS)
-_MECHANISM_ORDER = {m.name: n for n, m in enumerate(MECHANISMS)}
 
 
 def _sqlite_rows(session: Session, study_ids: Sequence[int]) -> Iterator[Study]:
-    # Per 100,000 studies: about 0.4 s in SQLite, 0.6 s building dicts, so the loops below keep the Python
-    # work per row to a minimum (measured: dict(zip(), lists=...) 0.19 s against 0.24 s for zip + update;
-    # a JSON or GROUP_CONCAT aggregate per study is slower in SQLite than these ordered look-ups).
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-    loads = json.loads
     try:
-        # Claim id -> (claim, mechanism): a small vocabulary, joined here rather than per row in SQL.
-        claim_names = {
-            claim_id: (claim, mechanism)
-            for claim_id, claim, mechanism in cursor.execute(
-                "SELECT c.id, c.name, m.name FROM claims c JOIN mechanisms m ON m.id = c.mechanism_id"
-            )
-        }
-        for start in range(0, len(study_ids), EXPORT_CHUNK):
-            chunk = study_ids[start : start + EXPORT_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            by_id: dict[int, Study] = {}
-            for values in cursor.execute(f"SELECT {_SCALAR_SQL} FROM studies WHERE id IN ({marks})", chunk):
-                row = dict(
-                    zip(_SCALAR_FIELDS, values, strict=True), authors=[], mechanisms=[], claims=[], tags=[]
-                )
-                updates = row["updates"]
-                row["updates"] = loads(updates) if updates and updates != "[]" else []
-                by_id[values[0]] = row
-            # Each look-up comes ordered by study: the study's list is found once per study, not once per
-            # author, claim or tag.
-            last, items = None, []
-            for study_id, family, given, orcid, name in cursor.execute(
-                "SELECT study_id, family, given, orcid, name FROM authors "
-                f"WHERE study_id IN ({marks}) ORDER BY study_id, position",
-                chunk,
-            ):
-                if study_id != last:
-                    last, items = study_id, by_id[study_id]["authors"]
-                items.append({"name": name} if name else {"family": family, "given": given, "orcid": orcid})
-            last, claims, mechanisms = None, [], []
-            for study_id, claim_id, stance, finding in cursor.execute(
-                "SELECT study_id, claim_id, stance, finding FROM study_claims "
-                f"WHERE study_id IN ({marks}) ORDER BY study_id, claim_id",
-                chunk,
-            ):
-                if study_id != last:
-                    last = study_id
-                    claims, mechanisms = by_id[study_id]["claims"], by_id[study_id]["mechanisms"]
-                claim, mechanism = claim_names[claim_id]
-                claims.append({"claim": claim, "mechanism": mechanism, "stance": stance, "finding": finding})
-                if mechanism not in mechanisms:
-                    mechanisms.append(mechanism)
-            last, items = None, []
-            for study_id, tag in cursor.execute(
-                f"SELECT study_id, tag FROM study_tags WHERE study_id IN ({marks}) ORDER BY study_id, tag",
-                chunk,
-            ):
-                if study_id != last:
-                    last, items = study_id, by_id[study_id]["tags"]
-                items.append(tag)
-            for study_id in chunk:
-                found = by_id.get(study_id)
-                if found is None:
-                    continue
-                if len(found["mechanisms"]) > 1:
-                    found["mechanisms"].sort(key=_MECHANISM_ORDER.__getitem__)
-                yield found
+        yield from read_rows(cursor, _SCALAR_FIELDS, study_ids, run=EXPORT_RUN)
     finally:
         cursor.close()
 
@@ -156,137 +100,82 @@ def _sqlite_rows(session: Session, study_ids: Sequence[int]) -> Iterator[Study]:
 def export_selection(session: Session, study_ids: Sequence[int], fmt: str, out: Any) -> int:
     """Write the studies in format `fmt` to `out` (a text stream; a binary stream or path for xlsx).
 
-    A selection of `PARALLEL_EXPORT_MIN` studies or more in a text format is formatted in a worker
-    process while this one reads the database (see `_export_in_worker`).
+    A selection of `PARALLEL_EXPORT_MIN` studies or more from a SQLite file is read and formatted by
+    worker processes (see `evidence.sqlite_export`); the file is the same byte for byte.
     """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
-    studies = iter_selection(session, study_ids)
-    try:
-        with _gc_paused():
-            if (
-                len(study_ids) >= PARALLEL_EXPORT_MIN
-                and fmt in PARALLEL_EXPORT_FORMATS
-                and "fork" in multiprocessing.get_all_start_methods()
-            ):
-                return _export_in_worker(studies, fmt, out)
+    with _gc_paused():
+        path = _parallel_source(session, study_ids)
+        if path is not None:
+            return _export_in_workers(path, study_ids, fmt, out)
+        studies = iter_selection(session, study_ids)
+        try:
             return export_studies(studies, fmt, out)
+        finally:
+            if isinstance(studies, Generator):  # a failed export closes its cursor now, not when collected
+                studies.close()
+
+
+PARALLEL_EXPORT_MIN = 4000  # below this, starting the workers (about 0.1 s each) costs more than it saves
+EXPORT_WORKERS = 2  # at most; never more than the machine's cores
+
+
+def export_workers() -> int:
+    """How many worker processes a large export uses (0: none, the export runs in this process)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(EXPORT_WORKERS, cores)
+    return workers if workers >= 2 else 0
+
+
+def _parallel_source(session: Session, study_ids: Sequence[int]) -> str | None:
+    """The library file the workers may read, or None when the export must run in this process: a small
+    selection, one core, another database than a SQLite file, or a transaction that has written (the
+    workers would not see its changes) or a library whose citekeys could clash once made safe."""
+    if not study_ids or len(study_ids) < PARALLEL_EXPORT_MIN or not export_workers():
+        return None
+    engine = session.get_bind().engine
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:") or not Path(database).is_file():
+        return None
+    if session.new or session.dirty or session.deleted:
+        return None
+    connection = session.connection()
+    raw = connection.connection.driver_connection
+    if raw is None or raw.total_changes != connection.connection.info.get(CHANGES_AT_BEGIN):
+        return None
+    # Each worker hands out citekeys on its own: the library's keys must be usable as they are (unique by
+    # the schema; none that `CitekeyAllocator` would have to change).
+    unsafe = connection.exec_driver_sql(
+        "SELECT 1 FROM studies WHERE citekey = '' OR citekey GLOB ? LIMIT 1", ("*[^A-Za-z0-9_:.-]*",)
+    ).first()
+    return None if unsafe else database
+
+
+def _export_in_workers(path: str, study_ids: Sequence[int], fmt: str, out: Any) -> int:
+    count = export_workers()
+    workers: list[Worker] = []
+    try:
+        for first in range(count):
+            job = Job(path, _SCALAR_FIELDS, list(study_ids), fmt, first, count, EXPORT_RUN)
+            workers.append(start_worker(job))
+        runs = -(-len(study_ids) // EXPORT_RUN)
+        # Run n comes from worker n % count; a worker is at most a pipe's buffer ahead (its write waits).
+        payloads = (workers[n % count].receive() for n in range(runs))
+        if fmt == "xlsx":
+            return write_xlsx_rows((row for rows, _count in payloads for row in rows), out)
+        layout = TEXT_LAYOUTS[fmt]
+        written = 0
+        for text, studies in payloads:
+            if studies:
+                out.write(layout.sep if written else layout.head)
+                out.write(text)
+                written += studies
+        out.write(layout.tail if written else layout.empty)
+        return written
     finally:
-        if isinstance(studies, Generator):  # a failed export closes its cursor now, not when collected
-            studies.close()
-
-
-# Reading 100,000 studies from SQLite takes 1.3 s and formatting them 1 to 1.8 s: one after the other
-# they missed the 3 s export budget (issue 4). A forked worker formats chunk N while this process reads
-# chunk N+1, and sends the text back to be written here, so `out` can be any stream. The worker never
-# touches the database (the SQLite connection is not used across the fork). xlsx and csv stay in this
-# process: their time is spent inside openpyxl and pandas.
-#
-# The turns on the pipe: this process sends chunk N+1, then receives the text of chunk N; the worker
-# receives chunk N+1 as soon as it has formatted chunk N, then sends the text of chunk N. So each side
-# sends only while the other is about to receive (no deadlock however large the messages), and the
-# pickling and writing here happen while the worker formats.
-PARALLEL_EXPORT_MIN = 2000
-# Where it pays: sending the studies over and the text back costs this process about 0.8 s per 100,000
-# studies, more than RIS and CSV take to format (0.9-1.1 s); BibTeX and CSL-JSON take 1.5-1.8 s.
-PARALLEL_EXPORT_FORMATS = frozenset({"bibtex", "biblatex", "csljson"})
-
-
-def _export_in_worker(studies: Iterable[Study], fmt: str, out: Any) -> int:
-    for stream in (sys.stdout, sys.stderr, out):  # a forked child must not inherit unwritten output
-        flush = getattr(stream, "flush", None)
-        if flush is not None:
-            flush()
-    context = multiprocessing.get_context("fork")
-    connection, worker_end = context.Pipe()
-    worker = context.Process(target=_format_for_export, args=(worker_end, fmt), daemon=True)
-    worker.start()
-    worker_end.close()
-    try:
-        sent = False
-        batch: list[Study] = []
-        for study in studies:
-            batch.append(study)
-            if len(batch) == EXPORT_CHUNK:
-                _send(connection, batch)
-                if sent:
-                    _receive(connection, out)  # the text of the chunk before
-                sent, batch = True, []
-        if batch:
-            _send(connection, batch)
-            if sent:
-                _receive(connection, out)
-            sent = True
-        _send(connection, None)
-        if sent:
-            _receive(connection, out)
-        return _receive(connection, out)
-    finally:
-        connection.close()
-        if worker.is_alive():
-            worker.terminate()
-        worker.join()
-
-
-def _send(connection: Connection, batch: list[Study] | None) -> None:
-    try:
-        connection.send(batch)
-    except OSError:  # the worker stopped: its last message says why
-        _receive(connection, None)
-        raise EvidenceError("the export's formatting process stopped unexpectedly") from None
-
-
-def _receive(connection: Connection, out: Any) -> int:
-    """Write the text the worker sent; the count of studies once it is done."""
-    try:
-        kind, payload, count = connection.recv()
-    except (EOFError, OSError):
-        raise EvidenceError("the export's formatting process stopped unexpectedly") from None
-    if kind == "error":
-        raise payload
-    if payload and out is not None:
-        out.write(payload)
-    return int(count)
-
-
-def _format_for_export(connection: Connection, fmt: str) -> None:
-    """The worker: run the exporter on the chunks received, sending back the text after each chunk."""
-    gc.disable()  # see _gc_paused; this process ends with the export
-    parts: list[str] = []
-
-    class Collected:
-        write = parts.append
-
-    def take() -> str:
-        text = "".join(parts)
-        parts.clear()
-        return text
-
-    def studies() -> Iterator[Study]:
-        batch = connection.recv()
-        while batch is not None:
-            yield from batch
-            batch = connection.recv()  # first the next chunk, then the text (see PARALLEL_EXPORT_MIN)
-            connection.send(("text", take(), 0))
-
-    try:
-        count = export_studies(studies(), fmt, Collected())
-        connection.send(("done", take(), count))
-    except (BrokenPipeError, EOFError, KeyboardInterrupt):
-        pass  # the exporting process stopped first
-    except Exception as exc:  # raised again in the exporting process
-        connection.send(("error", _portable(exc), 0))
-    finally:
-        connection.close()
-
-
-def _portable(exc: Exception) -> Exception:
-    """The exception itself if it survives pickling, else its type and message as an EvidenceError."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:
-        return EvidenceError(f"{type(exc).__name__}: {exc}")
-    return exc
+        for worker in workers:
+            worker.stop()
 
 
 def needs_file(fmt: str) -> bool:

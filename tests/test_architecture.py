@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import modules_imported_by
+
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = sorted((ROOT / "evidence").rglob("*.py"))
 HEAVY = (
@@ -19,6 +21,7 @@ HEAVY = (
     "bibtexparser",
     "rispy",
     "openpyxl",
+    "rustpy_xlsxwriter",
     "alembic",
 )
 
@@ -102,3 +105,9 @@ def test_migration_head_matches_code() -> None:
             revisions[values["revision"].value] = values["down_revision"].value
     heads = set(revisions) - {down for down in revisions.values() if down}
     assert heads == {HEAD_REVISION}
+
+
+def test_export_workers_start_without_sqlalchemy() -> None:
+    """An export worker process imports evidence.sqlite_export and the formats, nothing heavier."""
+    heavy = ("click", "sqlalchemy", "pandas", "rustpy_xlsxwriter", "evidence.models", "evidence.db")
+    assert modules_imported_by("import evidence.sqlite_export, evidence.formats.tabular", heavy) == []

@@ -42,9 +42,24 @@ def test_synthetic_studies_are_deterministic_and_unique() -> None:
 @pytest.mark.slow
 def test_query_benchmark_runs_on_a_small_library(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(BENCH / "bench_query.py"), "--n", "300", "--runs", "1", "--warmup", "0",
-         "--query-runs", "2", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            str(BENCH / "bench_query.py"),
+            "--n",
+            "300",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--query-runs",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "query.md").read_text()

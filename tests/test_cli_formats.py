@@ -180,7 +180,7 @@ def test_export_streams_in_chunks(library: Path, monkeypatch: pytest.MonkeyPatch
     from evidence.query import FindFilters, find_ids
 
     whole = run("--db", str(library), "export", "--to", "ris").stdout
-    monkeypatch.setattr(exchange, "EXPORT_CHUNK", 10)
+    monkeypatch.setattr(exchange, "EXPORT_RUN", 10)
     assert run("--db", str(library), "export", "--to", "ris").stdout == whole
     # Lazily: the first row costs one chunk of queries, not the whole selection.
     database = open_database(load_settings().with_db(str(library)), seed=False)

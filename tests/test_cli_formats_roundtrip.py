@@ -159,54 +159,132 @@ def test_fast_export_rows_are_the_query_rows(seed_library: Path) -> None:
         database.close()
 
 
-def test_export_through_the_formatting_worker_writes_the_same_bytes(
+def test_export_through_the_worker_processes_writes_the_same_bytes(
     seed_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A large export is formatted in a forked worker (exchange._export_in_worker): same bytes, every
-    text format, down to one study per chunk (so every turn of the pipe protocol runs)."""
+    """A large export is read and formatted by worker processes (exchange._export_in_workers): the same
+    bytes in every text format and the same cells in xlsx, down to one study per run (so the runs
+    alternate between the workers many times) and with a run larger than the selection."""
+    from openpyxl import load_workbook
+
     import evidence.exchange as exchange
 
+    serial = tmp_path / "serial.xlsx"
     expected = {fmt: run("--db", str(seed_library), "export", "--to", fmt).stdout for fmt in TEXT_FORMATS}
+    run("--db", str(seed_library), "export", "--to", "xlsx", "-o", str(serial))
+    if exchange.export_workers() < 2:
+        pytest.skip("one core: exports never start workers")
+    started: list[tuple[Any, ...]] = []
+    start_worker = exchange.start_worker
+
+    def spy(*args: Any) -> Any:
+        started.append(args)
+        return start_worker(*args)
+
+    monkeypatch.setattr(exchange, "start_worker", spy)
     monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
-    monkeypatch.setattr(exchange, "PARALLEL_EXPORT_FORMATS", frozenset(TEXT_FORMATS))
-    for chunk in (3, 1000):
-        monkeypatch.setattr(exchange, "EXPORT_CHUNK", chunk)
+    for size in (1, 7, 1000):
+        monkeypatch.setattr(exchange, "EXPORT_RUN", size)
         for fmt in TEXT_FORMATS:
-            assert run("--db", str(seed_library), "export", "--to", fmt).stdout == expected[fmt], (fmt, chunk)
+            assert run("--db", str(seed_library), "export", "--to", fmt).stdout == expected[fmt], (fmt, size)
             target = tmp_path / f"out.{fmt}"
             run("--db", str(seed_library), "export", "--to", fmt, "-o", str(target))
             assert target.read_text(encoding="utf-8") == expected[fmt]
-    empty = run("--db", str(seed_library), "export", "--year-from", "2199", "--to", "csljson").stdout
-    assert empty == "[]\n"
+        parallel = tmp_path / f"parallel-{size}.xlsx"
+        run("--db", str(seed_library), "export", "--to", "xlsx", "-o", str(parallel))
+        cells = [
+            [[c.value for c in row] for row in load_workbook(p).worksheets[0].iter_rows()]
+            for p in (serial, parallel)
+        ]
+        assert cells[0] == cells[1] and len(cells[1]) == 50
+    assert len(started) == 2 * 3 * (2 * len(TEXT_FORMATS) + 1)  # two workers for every export above
+    assert {job.first for (job,) in started} == {0, 1}
+    for fmt, empty in (("csljson", "[]\n"), ("csv", None), ("ris", "")):
+        text = run("--db", str(seed_library), "export", "--year-from", "2199", "--to", fmt).stdout
+        assert text == (empty if empty is not None else expected["csv"].splitlines(keepends=True)[0])
 
 
-def test_an_error_in_the_formatting_worker_reaches_the_caller(
-    seed_library: Path, monkeypatch: pytest.MonkeyPatch
+def test_export_runs_in_this_process_when_workers_could_not_see_the_same_library(
+    seed_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Workers read the library file on their own: not for an in-memory library, not when the exporting
+    transaction has written something (they would not see it), not when citekeys would need making safe."""
+    from sqlalchemy import text
+
     import evidence.exchange as exchange
     from evidence.config import load_settings
     from evidence.db import open_database
-    from evidence.formats import EXPORTERS
     from evidence.query import FindFilters, find_ids
 
-    def broken(studies: Any, out: Any) -> int:
-        for count, _study in enumerate(studies, 1):
-            if count == 5:
-                raise ValueError("formatting failed on the fifth study")
-            out.write("x")
-        return count
-
     monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
-    monkeypatch.setattr(exchange, "EXPORT_CHUNK", 2)
-    monkeypatch.setitem(EXPORTERS, "bibtex", broken)
     database = open_database(load_settings().with_db(str(seed_library)), seed=False)
     try:
         with database.transaction() as session:
             ids = find_ids(session, FindFilters())
-            with pytest.raises(ValueError, match="fifth study"):
+            assert exchange._parallel_source(session, ids) == str(seed_library)
+            session.execute(text("UPDATE studies SET notes = 'changed here' WHERE id = :id"), {"id": ids[0]})
+            assert exchange._parallel_source(session, ids) is None
+            out = io.StringIO()
+            exchange.export_selection(session, ids, "ris", out)
+            assert "changed here" in out.getvalue()  # this process's view, uncommitted changes included
+            session.rollback()
+        with database.transaction() as session:
+            assert exchange._parallel_source(session, ids) == str(seed_library)
+            session.execute(text("UPDATE studies SET citekey = 'a b' WHERE id = :id"), {"id": ids[0]})
+        with database.transaction() as session:
+            assert exchange._parallel_source(session, ids) is None
+            monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", len(ids) + 1)
+            assert exchange._parallel_source(session, ids) is None
+    finally:
+        database.close()
+    memory = open_database(load_settings().with_db("sqlite://"), seed=True)
+    try:
+        with memory.transaction() as session:
+            monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
+            ids = find_ids(session, FindFilters())
+            assert ids and exchange._parallel_source(session, ids) is None
+    finally:
+        memory.close()
+
+
+def test_an_error_in_an_export_worker_reaches_the_caller(
+    seed_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evidence.exchange as exchange
+    from evidence.config import load_settings
+    from evidence.db import open_database
+    from evidence.errors import EvidenceError
+    from evidence.query import FindFilters, find_ids
+    from evidence.sqlite_export import Job, start_worker
+
+    # An error inside the worker comes back as itself: here SQLite's, for a column the library lacks.
+    monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
+    monkeypatch.setattr(exchange, "EXPORT_RUN", 2)
+    monkeypatch.setattr(exchange, "_SCALAR_FIELDS", (*exchange._SCALAR_FIELDS, "no_such_column"))
+    database = open_database(load_settings().with_db(str(seed_library)), seed=False)
+    try:
+        with database.transaction() as session:
+            ids = find_ids(session, FindFilters())
+            with pytest.raises(sqlite3.OperationalError, match="no_such_column"):
                 exchange.export_selection(session, ids, "bibtex", io.StringIO())
     finally:
         database.close()
+    # A worker that dies without a word: the caller says so, with the last line of its standard error.
+    not_a_library = tmp_path / "not-a-library.db"
+    not_a_library.write_bytes(b"x" * 4096)
+    worker = start_worker(Job(str(not_a_library), ("id",), [1, 2, 3], "ris", 0, 1))
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+            worker.receive()
+    finally:
+        worker.stop()
+    worker = start_worker(Job(str(seed_library), ("id",), [1], "ris", 0, 1))
+    worker.process.kill()
+    try:
+        with pytest.raises(EvidenceError, match="export worker process stopped unexpectedly"):
+            worker.receive()
+    finally:
+        worker.stop()
 
 
 # --- real readers and pandoc on the CLI's output -----------------------------------------------------

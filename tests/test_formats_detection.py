@@ -22,7 +22,7 @@ ER  - }}
         ("\ufeffTY  - JOUR\nN1  - @article{x,\nER  - \n", "ris"),
         ("\nPMID- 22851875\nTI  - x\n", "nbib"),
         ('[{"title": "x", "note": "TY  - JOUR"}]', "csljson"),
-        ("id,citekey,doi,title,authors\n1,a,,\"TY  - JOUR\",\n", "csv"),
+        ('id,citekey,doi,title,authors\n1,a,,"TY  - JOUR",\n', "csv"),
     ],
 )
 def test_first_line_decides(head: str, expected: str) -> None:

@@ -16,9 +16,22 @@ pytestmark = pytest.mark.slow
 def test_wheel_contains_cli_migrations_and_seed_data(tmp_path: Path) -> None:
     pytest.importorskip("setuptools")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-         str(ROOT)],
-        capture_output=True, text=True, check=False, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr
     wheel = next(tmp_path.glob("evidence-*.whl"))

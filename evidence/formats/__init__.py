@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from evidence.errors import ExportError, ImportFormatError
-from evidence.formats.bibtex import read_bibtex, write_biblatex, write_bibtex
-from evidence.formats.common import Study
-from evidence.formats.csljson import read_csljson, write_csljson
+from evidence.formats.bibtex import BIBLATEX_LAYOUT, BIBTEX_LAYOUT, read_bibtex, write_biblatex, write_bibtex
+from evidence.formats.common import Study, TextLayout
+from evidence.formats.csljson import CSLJSON_LAYOUT, read_csljson, write_csljson
 from evidence.formats.nbib import read_nbib
-from evidence.formats.ris import read_ris, write_ris
-from evidence.formats.tabular import read_csv, write_csv, write_xlsx
+from evidence.formats.ris import RIS_LAYOUT, read_ris, write_ris
+from evidence.formats.tabular import CSV_LAYOUT, read_csv, write_csv, write_xlsx
 
 __all__ = [
     "BINARY_FORMATS",
@@ -34,9 +34,11 @@ __all__ = [
     "EXPORT_FORMATS",
     "IMPORTERS",
     "IMPORT_FORMATS",
+    "TEXT_LAYOUTS",
     "Exporter",
     "Importer",
     "Study",
+    "TextLayout",
     "detect_format",
     "export_studies",
     "read_file",
@@ -53,6 +55,14 @@ EXPORTERS: dict[str, Exporter] = {
     "csljson": write_csljson,
     "csv": write_csv,
     "xlsx": write_xlsx,
+}
+# The text formats as runs of entries that can be formatted apart and joined (see `common.TextLayout`).
+TEXT_LAYOUTS: dict[str, TextLayout] = {
+    "bibtex": BIBTEX_LAYOUT,
+    "biblatex": BIBLATEX_LAYOUT,
+    "ris": RIS_LAYOUT,
+    "csljson": CSLJSON_LAYOUT,
+    "csv": CSV_LAYOUT,
 }
 IMPORTERS: dict[str, Importer] = {
     "bibtex": read_bibtex,

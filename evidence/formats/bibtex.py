@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from evidence.errors import ImportFormatError
@@ -32,6 +32,7 @@ from evidence.formats import latex
 from evidence.formats.common import (
     CitekeyAllocator,
     Study,
+    TextLayout,
     apply_keywords,
     apply_note_lines,
     empty_study,
@@ -40,6 +41,7 @@ from evidence.formats.common import (
     finalize_imported,
     normalise_pages,
     person,
+    write_text,
     year_from,
 )
 
@@ -104,32 +106,30 @@ _NUMERIC_ISSUE_RE = re.compile(r"^\d+(?:\s*[-/\u2013]\s*\d+)?$")
 # --- export --------------------------------------------------------------------------------------
 
 
+def bibtex_entries(studies: Sequence[Study], keys: CitekeyAllocator) -> str:
+    """A run of BibTeX entries (see `TextLayout`)."""
+    key_for = keys.key_for
+    return "".join([format_entry(study, key_for(study), biblatex=False) for study in studies])
+
+
+def biblatex_entries(studies: Sequence[Study], keys: CitekeyAllocator) -> str:
+    """A run of BibLaTeX entries (see `TextLayout`)."""
+    key_for = keys.key_for
+    return "".join([format_entry(study, key_for(study), biblatex=True) for study in studies])
+
+
+BIBTEX_LAYOUT = TextLayout(bibtex_entries)
+BIBLATEX_LAYOUT = TextLayout(biblatex_entries)
+
+
 def write_bibtex(studies: Iterable[Study], out: TextIO) -> int:
     """Write studies as BibTeX (classic bibtex: ASCII with LaTeX commands); returns the count."""
-    return _write(studies, out, biblatex=False)
+    return write_text(studies, BIBTEX_LAYOUT, out)
 
 
 def write_biblatex(studies: Iterable[Study], out: TextIO) -> int:
     """Write studies as BibLaTeX (biber: UTF-8, `journaltitle`, `date`, `issue`); returns the count."""
-    return _write(studies, out, biblatex=True)
-
-
-def _write(studies: Iterable[Study], out: TextIO, *, biblatex: bool) -> int:
-    keys = CitekeyAllocator()
-    key_for = keys.key_for
-    count = 0
-    batch: list[str] = []
-    for study in studies:
-        batch.append(format_entry(study, key_for(study), biblatex=biblatex))
-        count += 1
-        if len(batch) == WRITE_BATCH:
-            out.write("".join(batch))
-            batch.clear()
-    out.write("".join(batch))
-    return count
-
-
-WRITE_BATCH = 500  # entries joined into one write (a write per entry costs more than the join)
+    return write_text(studies, BIBLATEX_LAYOUT, out)
 
 
 def format_entry(study: Study, key: str, *, biblatex: bool) -> str:

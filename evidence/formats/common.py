@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, TextIO
 
 from evidence.vocab import CLAIM_BY_NAME, DESIGN_LEVELS, MECHANISM_BY_NAME, POPULATIONS, STANCES
 
@@ -503,3 +505,38 @@ def author_family_given(author: dict[str, Any]) -> str:
     if author.get("given"):
         return f"{author.get('family') or ''}, {author['given']}"
     return str(author.get("family") or "")
+
+
+# --- text files assembled from runs of entries ------------------------------------------------------
+
+RUN = 500  # studies formatted and written together (one write per study costs more than the join)
+
+
+@dataclass(frozen=True)
+class TextLayout:
+    """How a text format's file is put together from runs of studies formatted on their own.
+
+    The file is `head` + run + `sep` + run ... + `tail`, or `empty` when there is no study at all. Any
+    run can be formatted apart from the others, so a large export can format its runs in several
+    processes and join them in order (`evidence.exchange`); `write_text` joins them in this process.
+    `entries(studies, keys)` formats one run; `keys` hands out citekeys unique across the runs it sees.
+    """
+
+    entries: Callable[[Sequence[Study], CitekeyAllocator], str]
+    head: str = ""
+    sep: str = ""
+    tail: str = ""
+    empty: str = ""
+
+
+def write_text(studies: Iterable[Study], layout: TextLayout, out: TextIO, *, run: int = RUN) -> int:
+    """Write studies to `out` in `layout`, a run at a time; returns the count."""
+    keys = CitekeyAllocator()
+    count = 0
+    iterator = iter(studies)
+    while batch := list(islice(iterator, run)):
+        out.write(layout.sep if count else layout.head)
+        out.write(layout.entries(batch, keys))
+        count += len(batch)
+    out.write(layout.tail if count else layout.empty)
+    return count

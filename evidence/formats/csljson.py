@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from evidence.errors import ImportFormatError
 from evidence.formats.common import (
     CitekeyAllocator,
     Study,
+    TextLayout,
     apply_keywords,
     apply_note_lines,
     empty_study,
@@ -32,6 +33,7 @@ from evidence.formats.common import (
     normalise_pages,
     person,
     split_note_text,
+    write_text,
     year_from,
 )
 
@@ -145,27 +147,20 @@ def _csl_name(author: dict[str, Any]) -> dict[str, Any]:
 # One encoder for the whole export (json.dumps with an option builds a new one per call); items on one
 # line each, as json's C encoder only runs without `indent` (3x faster on 100,000 items).
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
-WRITE_BATCH = 500  # items joined into one write
+
+
+def csljson_entries(studies: Sequence[Study], keys: CitekeyAllocator) -> str:
+    """A run of CSL-JSON items, one per line, comma-separated (see `TextLayout`)."""
+    key_for = keys.key_for
+    return ",\n".join([_ENCODE(to_csl_item(study, key_for(study))) for study in studies])
+
+
+CSLJSON_LAYOUT = TextLayout(csljson_entries, head="[\n", sep=",\n", tail="\n]\n", empty="[]\n")
 
 
 def write_csljson(studies: Iterable[Study], out: TextIO) -> int:
-    """Write studies as one CSL-JSON array, streamed item by item; returns the count."""
-    key_for = CitekeyAllocator().key_for
-    count = 0
-    batch: list[str] = []
-    out.write("[")
-    for study in studies:
-        batch.append(_ENCODE(to_csl_item(study, key_for(study))))
-        count += 1
-        if len(batch) == WRITE_BATCH:
-            out.write("\n" if count == len(batch) else ",\n")
-            out.write(",\n".join(batch))
-            batch.clear()
-    if batch:
-        out.write("\n" if count == len(batch) else ",\n")
-        out.write(",\n".join(batch))
-    out.write("\n]\n" if count else "]\n")
-    return count
+    """Write studies as one CSL-JSON array, streamed a run of items at a time; returns the count."""
+    return write_text(studies, CSLJSON_LAYOUT, out)
 
 
 _WS_RE = re.compile(r"\s*")

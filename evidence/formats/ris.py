@@ -16,13 +16,14 @@ value). rispy stays the independent reader in the tests.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from evidence.errors import ImportFormatError
 from evidence.formats.common import (
     CitekeyAllocator,
     Study,
+    TextLayout,
     apply_keywords,
     apply_note_lines,
     empty_study,
@@ -32,6 +33,7 @@ from evidence.formats.common import (
     normalise_pages,
     person,
     split_pages,
+    write_text,
     year_from,
 )
 
@@ -126,22 +128,20 @@ _TAGGED_FIELDS = (
     ("C2", "pmcid"),
     ("AB", "abstract"),
 )
-WRITE_BATCH = 500  # records joined into one write
+
+
+def ris_entries(studies: Sequence[Study], keys: CitekeyAllocator) -> str:
+    """A run of RIS records (see `TextLayout`)."""
+    key_for = keys.key_for
+    return "".join([format_record(study, key_for(study)) for study in studies])
+
+
+RIS_LAYOUT = TextLayout(ris_entries)
 
 
 def write_ris(studies: Iterable[Study], out: TextIO) -> int:
     """Write studies as RIS records; returns the count."""
-    key_for = CitekeyAllocator().key_for
-    count = 0
-    batch: list[str] = []
-    for study in studies:
-        batch.append(format_record(study, key_for(study)))
-        count += 1
-        if len(batch) == WRITE_BATCH:
-            out.write("".join(batch))
-            batch.clear()
-    out.write("".join(batch))
-    return count
+    return write_text(studies, RIS_LAYOUT, out)
 
 
 _TAG_RE = re.compile(r"^([A-Z][A-Z0-9])  ?-(?: (.*))?$")

@@ -84,10 +84,17 @@ def process_cases(n: int) -> list[tuple[Timing, list[str]]]:
         (Timing("`python -c pass`", None), [python, "-c", "pass"]),
         (Timing('`python -c "import sqlalchemy.orm"`', None), [python, "-c", "import sqlalchemy.orm"]),
         (Timing("`evidence --help`", HELP_TARGET_MS), [*evidence, "--help"]),
-        (Timing("`evidence find --mechanism neural-stimulation --year-from 2015 --limit 50`",
-                PROCESS_TARGET_MS), [*evidence, *MECHANISM_ARGS]),
-        (Timing('`evidence find --text "range of motion" --limit 50`', PROCESS_TARGET_MS),
-         [*evidence, *TEXT_ARGS]),
+        (
+            Timing(
+                "`evidence find --mechanism neural-stimulation --year-from 2015 --limit 50`",
+                PROCESS_TARGET_MS,
+            ),
+            [*evidence, *MECHANISM_ARGS],
+        ),
+        (
+            Timing('`evidence find --text "range of motion" --limit 50`', PROCESS_TARGET_MS),
+            [*evidence, *TEXT_ARGS],
+        ),
         (Timing(f"`evidence show {doi}`", PROCESS_TARGET_MS), [*evidence, "show", doi]),
     ]
 
@@ -128,21 +135,32 @@ def time_queries(db_path: Path, n: int, runs: int) -> tuple[list[Timing], list[s
     text = FindFilters(text="range of motion")
     doi = show_doi(n)
     queries: list[tuple[Timing, Callable[[Any], Any]]] = [
-        (Timing("query: `find_studies(mechanism=neural-stimulation, year_from=2015, limit=50)`",
-                QUERY_TARGET_MS), lambda s: find_studies(s, mechanism, limit=50)),
-        (Timing('query: `find_studies(text="range of motion", limit=50)`', QUERY_TARGET_MS),
-         lambda s: find_studies(s, text, limit=50)),
+        (
+            Timing(
+                "query: `find_studies(mechanism=neural-stimulation, year_from=2015, limit=50)`",
+                QUERY_TARGET_MS,
+            ),
+            lambda s: find_studies(s, mechanism, limit=50),
+        ),
+        (
+            Timing('query: `find_studies(text="range of motion", limit=50)`', QUERY_TARGET_MS),
+            lambda s: find_studies(s, text, limit=50),
+        ),
         (Timing(f"query: `show_study({doi!r})`", QUERY_TARGET_MS), lambda s: show_study(s, doi)),
     ]
     notes = []
     try:
         with db.transaction() as session:
             total = session.execute(synth_count_sql()).scalar_one()
-            for label, filters in (("--mechanism neural-stimulation --year-from 2015", mechanism),
-                                   ('--text "range of motion"', text)):
+            for label, filters in (
+                ("--mechanism neural-stimulation --year-from 2015", mechanism),
+                ('--text "range of motion"', text),
+            ):
                 matched = len(find_ids(session, filters))
-                notes.append(f"`find {label}` matches {matched:,} of {total:,} studies "
-                             f"({100 * matched / max(total, 1):.1f}%)")
+                notes.append(
+                    f"`find {label}` matches {matched:,} of {total:,} studies "
+                    f"({100 * matched / max(total, 1):.1f}%)"
+                )
         for timing, query in queries:
             with db.transaction() as session:  # warm-up (statement cache, page cache)
                 result = query(session)
@@ -165,8 +183,15 @@ def synth_count_sql() -> Any:
     return text("SELECT count(*) FROM studies")
 
 
-def render(n: int, runs: int, query_runs: int, db_path: Path, processes: list[Timing],
-           queries: list[Timing], notes: list[str]) -> str:
+def render(
+    n: int,
+    runs: int,
+    query_runs: int,
+    db_path: Path,
+    processes: list[Timing],
+    queries: list[Timing],
+    notes: list[str],
+) -> str:
     lines = [
         f"## Query benchmark: {n:,} synthetic studies",
         "",
@@ -180,12 +205,16 @@ def render(n: int, runs: int, query_runs: int, db_path: Path, processes: list[Ti
         "",
     ]
     python_ms, sqlalchemy_ms = processes[0].median_ms, processes[1].median_ms
-    lines += ["| command | ratio to `python -c pass` | ratio to `import sqlalchemy.orm` | "
-              "above `import sqlalchemy.orm` |",
-              "|---|---:|---:|---:|"]
+    lines += [
+        "| command | ratio to `python -c pass` | ratio to `import sqlalchemy.orm` | "
+        "above `import sqlalchemy.orm` |",
+        "|---|---:|---:|---:|",
+    ]
     for t in processes[2:]:
-        lines.append(f"| {t.label} | {t.median_ms / python_ms:.2f} | {t.median_ms / sqlalchemy_ms:.2f} | "
-                     f"{t.median_ms - sqlalchemy_ms:+.1f} ms |")
+        lines.append(
+            f"| {t.label} | {t.median_ms / python_ms:.2f} | {t.median_ms / sqlalchemy_ms:.2f} | "
+            f"{t.median_ms - sqlalchemy_ms:+.1f} ms |"
+        )
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     lines += [
         "",
@@ -206,8 +235,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=7, help="timed runs of each command (after warm-up)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each command first")
     parser.add_argument("--query-runs", type=int, default=50, help="timed in-process runs of each query")
-    parser.add_argument("--out", type=Path, default=REPO / "bench-out",
-                        help="folder for the cached library and query.md")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "bench-out", help="folder for the cached library and query.md"
+    )
     parser.add_argument("--rebuild", action="store_true", help="rebuild the library even if cached")
     args = parser.parse_args(argv)
     if args.n < 2 or args.runs < 1 or args.query_runs < 1 or args.warmup < 0:

@@ -53,8 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run the benchmarks in tests/bench.")
     parser.add_argument("--n", type=int, default=None, help="studies in the synthetic library (bench_query)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per command (bench_query)")
-    parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help="run only bench_NAME.py (repeatable)")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="run only bench_NAME.py (repeatable)"
+    )
     return parser.parse_args(argv)
 
 

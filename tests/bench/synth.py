@@ -27,32 +27,109 @@ PMID_BASE = 40_000_000
 ROM_FRACTION = 0.07
 
 FAMILIES = (
-    "Smith", "Nguyen", "Garcia", "Müller", "Kim", "Rossi", "Kowalski", "O'Brien", "Tanaka", "Silva",
-    "Johansson", "Dubois", "Patel", "Chen", "Novak", "Hansen", "Ibrahim", "Lopez", "Yilmaz", "Walker",
-    "Cheatham", "Loghmani", "Baker", "Hammer", "Kivlan", "Mackey", "Stow", "Vardiman", "Markovic", "Lee",
-    "Park", "Wang", "Zhang", "Santos", "Fischer", "Schmidt", "Bianchi", "Costa", "Andersen", "Murphy",
+    "Smith",
+    "Nguyen",
+    "Garcia",
+    "Müller",
+    "Kim",
+    "Rossi",
+    "Kowalski",
+    "O'Brien",
+    "Tanaka",
+    "Silva",
+    "Johansson",
+    "Dubois",
+    "Patel",
+    "Chen",
+    "Novak",
+    "Hansen",
+    "Ibrahim",
+    "Lopez",
+    "Yilmaz",
+    "Walker",
+    "Cheatham",
+    "Loghmani",
+    "Baker",
+    "Hammer",
+    "Kivlan",
+    "Mackey",
+    "Stow",
+    "Vardiman",
+    "Markovic",
+    "Lee",
+    "Park",
+    "Wang",
+    "Zhang",
+    "Santos",
+    "Fischer",
+    "Schmidt",
+    "Bianchi",
+    "Costa",
+    "Andersen",
+    "Murphy",
 )
 GIVEN = ("A", "B", "C", "D", "E", "F", "G", "H", "J", "K", "L", "M", "N", "P", "R", "S", "T", "W", "Y")
-GIVEN_FULL = ("Anna", "Ben", "Carla", "David", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kate",
-              "Luis", "Maria", "Noah", "Olga", "Pedro", "Rui", "Sara", "Tom", "Yuki")
+GIVEN_FULL = (
+    "Anna",
+    "Ben",
+    "Carla",
+    "David",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kate",
+    "Luis",
+    "Maria",
+    "Noah",
+    "Olga",
+    "Pedro",
+    "Rui",
+    "Sara",
+    "Tom",
+    "Yuki",
+)
 JOURNALS = (
-    "Journal of Bodywork and Movement Therapies", "International Journal of Sports Physical Therapy",
-    "Journal of Sport Rehabilitation", "Journal of Manual & Manipulative Therapy",
-    "Physical Therapy in Sport", "Journal of Athletic Training",
+    "Journal of Bodywork and Movement Therapies",
+    "International Journal of Sports Physical Therapy",
+    "Journal of Sport Rehabilitation",
+    "Journal of Manual & Manipulative Therapy",
+    "Physical Therapy in Sport",
+    "Journal of Athletic Training",
     "Medicine and Science in Sports and Exercise",
-    "Archives of Physical Medicine and Rehabilitation", "Journal of Chiropractic Medicine",
-    "Clinical Biomechanics", "Connective Tissue Research",
-    "Journal of Orthopaedic & Sports Physical Therapy", "BMC Musculoskeletal Disorders",
-    "Physiotherapy Theory and Practice", "Journal of Physical Therapy Science",
+    "Archives of Physical Medicine and Rehabilitation",
+    "Journal of Chiropractic Medicine",
+    "Clinical Biomechanics",
+    "Connective Tissue Research",
+    "Journal of Orthopaedic & Sports Physical Therapy",
+    "BMC Musculoskeletal Disorders",
+    "Physiotherapy Theory and Practice",
+    "Journal of Physical Therapy Science",
 )
 INTERVENTIONS = (
-    "instrument-assisted soft tissue mobilization", "instrument-assisted soft tissue mobilisation", "IASTM",
-    "the Graston technique", "augmented soft tissue mobilization", "Gua Sha", "the Astym treatment",
-    "instrument-assisted manual therapy", "soft tissue mobilization with a stainless-steel instrument",
+    "instrument-assisted soft tissue mobilization",
+    "instrument-assisted soft tissue mobilisation",
+    "IASTM",
+    "the Graston technique",
+    "augmented soft tissue mobilization",
+    "Gua Sha",
+    "the Astym treatment",
+    "instrument-assisted manual therapy",
+    "soft tissue mobilization with a stainless-steel instrument",
 )
-COMPARATORS = ("sham treatment", "static stretching", "foam rolling", "usual care", "no intervention",
-               "manual massage", "a home exercise programme", "eccentric exercise alone",
-               "placebo ultrasound")
+COMPARATORS = (
+    "sham treatment",
+    "static stretching",
+    "foam rolling",
+    "usual care",
+    "no intervention",
+    "manual massage",
+    "a home exercise programme",
+    "eccentric exercise alone",
+    "placebo ultrasound",
+)
 REGIONS = {  # body region -> typical conditions
     "hamstrings": ("hamstring tightness", "hamstring strain", "healthy"),
     "calf": ("calf tightness", "gastrocnemius strain", "healthy"),
@@ -67,25 +144,73 @@ REGIONS = {  # body region -> typical conditions
     "wrist": ("carpal tunnel syndrome", "de Quervain tenosynovitis"),
     "thoracolumbar fascia": ("healthy", "chronic low back pain"),
 }
-ANIMAL_TISSUES = ("rat Achilles tendon", "rat medial collateral ligament", "rabbit tendon",
-                  "rat hindlimb muscle", "murine fascia", "rat knee ligament")
-OUTCOMES_HUMAN = (
-    "pain intensity on a visual analogue scale", "pressure pain threshold", "grip strength",
-    "functional scores", "muscle stiffness measured by shear-wave elastography", "skin temperature",
-    "joint position sense", "dynamic balance on the Y-balance test", "disability index scores",
-    "tissue thickness on ultrasound", "sit-and-reach flexibility", "vertical jump height",
-    "perceived recovery", "surface electromyography amplitude", "local blood flow by laser Doppler",
+ANIMAL_TISSUES = (
+    "rat Achilles tendon",
+    "rat medial collateral ligament",
+    "rabbit tendon",
+    "rat hindlimb muscle",
+    "murine fascia",
+    "rat knee ligament",
 )
-ROM_OUTCOMES = ("active range of motion", "passive range of motion", "ankle dorsiflexion range of motion",
-                "shoulder internal rotation range of motion", "knee flexion range of motion",
-                "hip flexion range of motion", "range of motion")
-OUTCOMES_ANIMAL = ("fibroblast proliferation", "collagen fibre alignment", "tendon tensile strength",
-                   "inflammatory cytokine expression", "capillary density", "scar tissue formation",
-                   "fibronectin expression", "macrophage infiltration")
-POPULATION_PHRASES = ("healthy adults", "recreational athletes", "collegiate athletes", "older adults",
-                      "office workers", "runners", "patients", "military recruits", "adolescent athletes")
-TAGS = ("to-read", "key-paper", "included", "excluded", "practice-article", "review-2024", "sham-controlled",
-        "pilot", "follow-up", "athletes")
+OUTCOMES_HUMAN = (
+    "pain intensity on a visual analogue scale",
+    "pressure pain threshold",
+    "grip strength",
+    "functional scores",
+    "muscle stiffness measured by shear-wave elastography",
+    "skin temperature",
+    "joint position sense",
+    "dynamic balance on the Y-balance test",
+    "disability index scores",
+    "tissue thickness on ultrasound",
+    "sit-and-reach flexibility",
+    "vertical jump height",
+    "perceived recovery",
+    "surface electromyography amplitude",
+    "local blood flow by laser Doppler",
+)
+ROM_OUTCOMES = (
+    "active range of motion",
+    "passive range of motion",
+    "ankle dorsiflexion range of motion",
+    "shoulder internal rotation range of motion",
+    "knee flexion range of motion",
+    "hip flexion range of motion",
+    "range of motion",
+)
+OUTCOMES_ANIMAL = (
+    "fibroblast proliferation",
+    "collagen fibre alignment",
+    "tendon tensile strength",
+    "inflammatory cytokine expression",
+    "capillary density",
+    "scar tissue formation",
+    "fibronectin expression",
+    "macrophage infiltration",
+)
+POPULATION_PHRASES = (
+    "healthy adults",
+    "recreational athletes",
+    "collegiate athletes",
+    "older adults",
+    "office workers",
+    "runners",
+    "patients",
+    "military recruits",
+    "adolescent athletes",
+)
+TAGS = (
+    "to-read",
+    "key-paper",
+    "included",
+    "excluded",
+    "practice-article",
+    "review-2024",
+    "sham-controlled",
+    "pilot",
+    "follow-up",
+    "athletes",
+)
 TITLE_TEMPLATES = (
     "Effect of {intervention} on {outcome} in {people}: {design_label}",
     "{intervention_cap} versus {comparator} for {condition}: {design_label}",
@@ -95,21 +220,44 @@ TITLE_TEMPLATES = (
     "{intervention_cap} for {condition}: {design_label}",
 )
 DESIGN_WEIGHTS = {
-    "systematic-review": 6, "rct": 30, "non-randomised-controlled-trial": 8, "cohort": 5, "case-control": 2,
-    "case-series": 7, "case-report": 9, "cross-sectional": 3, "animal-study": 12, "in-vitro": 3,
-    "narrative-review": 10, "expert-opinion": 5,
+    "systematic-review": 6,
+    "rct": 30,
+    "non-randomised-controlled-trial": 8,
+    "cohort": 5,
+    "case-control": 2,
+    "case-series": 7,
+    "case-report": 9,
+    "cross-sectional": 3,
+    "animal-study": 12,
+    "in-vitro": 3,
+    "narrative-review": 10,
+    "expert-opinion": 5,
 }
 DESIGN_PHRASES = {
-    "systematic-review": "a systematic review and meta-analysis", "rct": "a randomized controlled trial",
-    "non-randomised-controlled-trial": "a controlled clinical trial", "cohort": "a prospective cohort study",
-    "case-control": "a case-control study", "case-series": "a case series", "case-report": "a case report",
-    "cross-sectional": "a cross-sectional study", "animal-study": "an experimental animal study",
-    "in-vitro": "an in vitro study", "narrative-review": "a narrative review",
+    "systematic-review": "a systematic review and meta-analysis",
+    "rct": "a randomized controlled trial",
+    "non-randomised-controlled-trial": "a controlled clinical trial",
+    "cohort": "a prospective cohort study",
+    "case-control": "a case-control study",
+    "case-series": "a case series",
+    "case-report": "a case report",
+    "cross-sectional": "a cross-sectional study",
+    "animal-study": "an experimental animal study",
+    "in-vitro": "an in vitro study",
+    "narrative-review": "a narrative review",
     "expert-opinion": "a clinical commentary",
 }
-CLAIM_NAMES = ("pain-modulation", "mechanoreceptor-rom", "proprioception", "tendinopathy-outcomes",
-               "fascial-gliding", "tissue-density", "microtrauma-inflammation", "blood-flow",
-               "collagen-repair")
+CLAIM_NAMES = (
+    "pain-modulation",
+    "mechanoreceptor-rom",
+    "proprioception",
+    "tendinopathy-outcomes",
+    "fascial-gliding",
+    "tissue-density",
+    "microtrauma-inflammation",
+    "blood-flow",
+    "collagen-repair",
+)
 ANIMAL_CLAIMS = ("microtrauma-inflammation", "blood-flow", "collagen-repair", "tissue-density")
 STANCES = ("supports", "contradicts", "mixed", "no-effect")
 STANCE_WEIGHTS = (50, 15, 15, 20)
@@ -171,9 +319,14 @@ def study(index: int, seed: int = DEFAULT_SEED) -> dict[str, Any]:
     rom_in_title = mentions_rom and rng.random() < 0.5
     title_outcome = outcome if (rom_in_title or not mentions_rom) else rng.choice(OUTCOMES_HUMAN)
     title = rng.choice(TITLE_TEMPLATES).format(
-        intervention=intervention, intervention_cap=intervention[0].upper() + intervention[1:],
-        outcome=title_outcome, people=people, condition=condition.lower(), comparator=comparator,
-        design_label=design_label, design_label_cap=design_label[0].upper() + design_label[1:],
+        intervention=intervention,
+        intervention_cap=intervention[0].upper() + intervention[1:],
+        outcome=title_outcome,
+        people=people,
+        condition=condition.lower(),
+        comparator=comparator,
+        design_label=design_label,
+        design_label_cap=design_label[0].upper() + design_label[1:],
     )
     sample_size = rng.randint(8, 40) if animal else (1 if design == "case-report" else rng.randint(10, 160))
     secondary = rng.choice([o for o in (OUTCOMES_ANIMAL if animal else OUTCOMES_HUMAN) if o != outcome])
@@ -186,7 +339,8 @@ def study(index: int, seed: int = DEFAULT_SEED) -> dict[str, Any]:
         *rng.sample(FILLER, rng.randint(2, 5)),
         f"Results: {outcome[0].upper() + outcome[1:]} changed by {rng.uniform(1, 25):.1f}% "
         f"(p = {rng.choice(('0.01', '0.03', '0.04', '0.12', '0.27', '0.48'))}).",
-        "Conclusion: The findings " + rng.choice(("support", "do not support", "partly support"))
+        "Conclusion: The findings "
+        + rng.choice(("support", "do not support", "partly support"))
         + f" the use of {intervention} for {condition.lower()}.",
     ]
     n_claims = rng.choice((1, 1, 2, 2, 3))
@@ -259,8 +413,15 @@ def cached_library_ok(db_path: Path, n: int, seed: int = DEFAULT_SEED) -> bool:
     return bool(recorded == _expected_stamp(n, seed) and _count_studies(db_path) == n)
 
 
-def build_library(db_path: str | Path, n: int, *, seed: int = DEFAULT_SEED, chunk: int = 5000,
-                  force: bool = False, progress: bool = True) -> Path:
+def build_library(
+    db_path: str | Path,
+    n: int,
+    *,
+    seed: int = DEFAULT_SEED,
+    chunk: int = 5000,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
     """A library at ``db_path`` with synthetic studies 1..n and no seed data; reused if already built.
 
     Built into a temporary file and renamed, so an interrupted build is never mistaken for a finished one.
