@@ -1,7 +1,9 @@
 """Citation lists in and out of the library: the plain-Python twins of `evidence export`, `cite` and `import`.
 
 * `select_ids` picks studies as `find` does (filters and sort) or by explicit references.
-* `export_selection` streams those studies from the database in chunks into a format writer.
+* `export_selection` streams those studies from the database a run at a time into a format writer (a
+  large selection from a SQLite file: two worker processes read and format the runs, see
+  `evidence.sqlite_export`).
 * `cite_selection` renders them as a formatted bibliography (citeproc-py).
 * `import_path` / `import_stream` read a citation file and bring it in through `evidence.importer`, in one
   transaction: a malformed record anywhere leaves the library unchanged, and a dry run rolls back.

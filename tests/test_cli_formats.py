@@ -624,6 +624,7 @@ def test_formats_benchmark_runs_on_a_small_library(tmp_path: Path) -> None:
     assert [s.split(" (")[0] for s in steps] == [
         "import bibtex",
         "import ris",
+        "bare sqlite3 loader",
         "export bibtex",
         "export biblatex",
         "export ris",
@@ -633,3 +634,5 @@ def test_formats_benchmark_runs_on_a_small_library(tmp_path: Path) -> None:
         "cite 20 studies, AMA",
     ]
     assert "300 records" in steps[0]
+    assert all("one process:" in step for step in steps if step.startswith("export"))
+    assert "(issue: 4.3x)" in table
