@@ -36,12 +36,12 @@ from evidence.formats import (
     export_studies,
     read_stream,
 )
-from evidence.formats.common import Study
+from evidence.formats.common import RUN, Study, join_runs
 from evidence.formats.tabular import write_xlsx_rows
 from evidence.importer import ImportReport, import_records, validate_record
 from evidence.query import ROW_FIELDS, FindFilters, find_ids, iter_study_rows
 from evidence.records import resolve_ref
-from evidence.sqlite_export import RUN, Job, Worker, read_rows, start_worker
+from evidence.sqlite_export import Job, Worker, read_rows, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -166,15 +166,7 @@ def _export_in_workers(path: str, study_ids: Sequence[int], fmt: str, out: Any) 
         payloads = (workers[n % count].receive() for n in range(runs))
         if fmt == "xlsx":
             return write_xlsx_rows((row for rows, _count in payloads for row in rows), out)
-        layout = TEXT_LAYOUTS[fmt]
-        written = 0
-        for text, studies in payloads:
-            if studies:
-                out.write(layout.sep if written else layout.head)
-                out.write(text)
-                written += studies
-        out.write(layout.tail if written else layout.empty)
-        return written
+        return join_runs(payloads, TEXT_LAYOUTS[fmt], out)
     finally:
         for worker in workers:
             worker.stop()

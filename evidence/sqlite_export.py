@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, NamedTuple
 
 from evidence.errors import EvidenceError
-from evidence.formats.common import CitekeyAllocator, Study
+from evidence.formats.common import RUN, CitekeyAllocator, Study
 from evidence.vocab import MECHANISMS
 
-RUN = 500  # studies read per round trip to the database, and formatted and sent back together
 _MECHANISM_ORDER = {m.name: n for n, m in enumerate(MECHANISMS)}
 
 

@@ -509,7 +509,7 @@ def author_family_given(author: dict[str, Any]) -> str:
 
 # --- text files assembled from runs of entries ------------------------------------------------------
 
-RUN = 500  # studies formatted and written together (one write per study costs more than the join)
+RUN = 500  # studies formatted and written together (and read per round trip while exporting from SQLite)
 
 
 @dataclass(frozen=True)
@@ -532,11 +532,19 @@ class TextLayout:
 def write_text(studies: Iterable[Study], layout: TextLayout, out: TextIO, *, run: int = RUN) -> int:
     """Write studies to `out` in `layout`, a run at a time; returns the count."""
     keys = CitekeyAllocator()
-    count = 0
     iterator = iter(studies)
-    while batch := list(islice(iterator, run)):
-        out.write(layout.sep if count else layout.head)
-        out.write(layout.entries(batch, keys))
-        count += len(batch)
+    batches = iter(lambda: list(islice(iterator, run)), [])
+    return join_runs(((layout.entries(batch, keys), len(batch)) for batch in batches), layout, out)
+
+
+def join_runs(runs: Iterable[tuple[str, int]], layout: TextLayout, out: TextIO) -> int:
+    """Write formatted runs, given as (text, studies in it), in `layout`; returns the count of studies.
+    A run of no study is skipped (its text is empty)."""
+    count = 0
+    for text, studies in runs:
+        if studies:
+            out.write(layout.sep if count else layout.head)
+            out.write(text)
+            count += studies
     out.write(layout.tail if count else layout.empty)
     return count
