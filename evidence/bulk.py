@@ -17,8 +17,9 @@ from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from evidence import vocab
+from evidence.formats.common import letters
 from evidence.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
-from evidence.records import STUDY_FIELDS, citekey_base, citekey_suffix
+from evidence.records import STUDY_FIELDS, citekey_base
 
 FTS_TRIGGER = "studies_fts_ai"  # keeps studies_fts in step with inserts (migration 0001)
 STUDY_COLUMNS = (*STUDY_FIELDS, "status", "updates", "citations")
@@ -44,7 +45,7 @@ class CitekeyAllocator:
         key, n = base, self._next.get(base, 0)
         while key in self.taken:
             n += 1
-            key = base + citekey_suffix(n)
+            key = base + letters(n)
         self._next[base] = n
         self.taken.add(key)
         return key

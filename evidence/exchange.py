@@ -37,7 +37,8 @@ from evidence.formats import (
     read_stream,
 )
 from evidence.formats.common import RUN, Study, join_runs
-from evidence.formats.tabular import write_xlsx_rows
+from evidence.formats.tabular import write_xlsx_segments
+from evidence.formats.xlsx import check_target
 from evidence.importer import ImportReport, import_records, validate_record
 from evidence.query import ROW_FIELDS, FindFilters, find_ids, iter_study_rows
 from evidence.records import resolve_ref
@@ -155,6 +156,8 @@ def _parallel_source(session: Session, study_ids: Sequence[int]) -> str | None:
 
 
 def _export_in_workers(path: str, study_ids: Sequence[int], fmt: str, out: Any) -> int:
+    if fmt == "xlsx":
+        check_target(out)  # before any worker starts
     count = export_workers()
     workers: list[Worker] = []
     try:
@@ -165,7 +168,11 @@ def _export_in_workers(path: str, study_ids: Sequence[int], fmt: str, out: Any) 
         # Run n comes from worker n % count; a worker is at most a pipe's buffer ahead (its write waits).
         payloads = (workers[n % count].receive() for n in range(runs))
         if fmt == "xlsx":
-            return write_xlsx_rows((row for rows, _count in payloads for row in rows), out)
+            segments, studies = [], 0
+            for segment, in_run in payloads:
+                segments.append(segment)
+                studies += in_run
+            return write_xlsx_segments(segments, studies, out)
         return join_runs(payloads, TEXT_LAYOUTS[fmt], out)
     finally:
         for worker in workers:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from evidence import ids, vocab
 from evidence.errors import DuplicateRecord, InvalidValue, RecordNotFound, UnknownName
+from evidence.formats.common import letters
 from evidence.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
 
 # Bibliographic and clinical fields a user may set directly, with their kind.
@@ -254,22 +255,13 @@ def citekey_base(family: str | None, year: int | None, title: str | None) -> str
     return f"{name}{year or 'nd'}{word}"
 
 
-def citekey_suffix(n: int) -> str:
-    """The n-th disambiguating suffix (1-based): a, b, ... z, aa, ab, ..."""
-    suffix = ""
-    while n:
-        n, r = divmod(n - 1, 26)
-        suffix = chr(ord("a") + r) + suffix
-    return suffix
-
-
 def unique_citekey(session: Session, base: str) -> str:
     """``base``, or ``base`` + a, b, ... z, aa, ... when the library already has it."""
     existing = set(session.scalars(select(Study.citekey).where(Study.citekey.like(f"{base}%"))))
     key, n = base, 0
     while key in existing:
         n += 1
-        key = base + citekey_suffix(n)
+        key = base + letters(n)
     return key
 
 

@@ -26,7 +26,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NamedTuple
@@ -120,7 +120,7 @@ class Job(NamedTuple):
 
 
 def run_worker(out: BinaryIO, job: Job) -> None:
-    """Read and format the job's runs, writing each to `out` as a pickled ("ok", text or rows, count);
+    """Read and format the job's runs, writing each to `out` as a pickled ("ok", text or segment, count);
     ("error", exception, 0) if anything fails."""
     path, scalar_fields, study_ids, fmt, first, step, run = job
     try:
@@ -131,7 +131,7 @@ def run_worker(out: BinaryIO, job: Job) -> None:
             cursor = connection.cursor()
             for start in range(first * run, len(study_ids), step * run):
                 studies = list(read_rows(cursor, scalar_fields, study_ids[start : start + run], run=run))
-                pickle.dump(("ok", produce(studies), len(studies)), out, pickle.HIGHEST_PROTOCOL)
+                pickle.dump(("ok", produce(studies, start), len(studies)), out, pickle.HIGHEST_PROTOCOL)
                 out.flush()
         finally:
             connection.close()
@@ -200,16 +200,17 @@ def main() -> None:
     run_worker(sys.stdout.buffer, Job(*pickle.load(sys.stdin.buffer)))
 
 
-def _producer(fmt: str) -> Any:
-    """What a worker makes of a run of studies: text in a text format's layout, or xlsx rows."""
+def _producer(fmt: str) -> Callable[[list[Study], int], Any]:
+    """What a worker makes of a run of studies, given where the run starts in the selection: text in a
+    text format's layout, or deflated sheet rows (`xlsx_segment`)."""
     from evidence.formats import TEXT_LAYOUTS
-    from evidence.formats.tabular import xlsx_cells
+    from evidence.formats.tabular import xlsx_segment
 
     if fmt == "xlsx":
-        return lambda studies: [xlsx_cells(study) for study in studies]
+        return lambda studies, start: xlsx_segment(studies, start + 2)  # sheet row 1 is the header
     entries = TEXT_LAYOUTS[fmt].entries
     keys = CitekeyAllocator()  # the exporting process has checked that no two studies' keys can clash
-    return lambda studies: entries(studies, keys)
+    return lambda studies, _start: entries(studies, keys)
 
 
 def portable(exc: Exception) -> Exception:

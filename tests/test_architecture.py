@@ -21,7 +21,7 @@ HEAVY = (
     "bibtexparser",
     "rispy",
     "openpyxl",
-    "rustpy_xlsxwriter",
+    "isal",
     "alembic",
 )
 
@@ -109,5 +109,5 @@ def test_migration_head_matches_code() -> None:
 
 def test_export_workers_start_without_sqlalchemy() -> None:
     """An export worker process imports evidence.sqlite_export and the formats, nothing heavier."""
-    heavy = ("click", "sqlalchemy", "pandas", "rustpy_xlsxwriter", "evidence.models", "evidence.db")
+    heavy = ("click", "sqlalchemy", "pandas", "isal", "evidence.models", "evidence.db")
     assert modules_imported_by("import evidence.sqlite_export, evidence.formats.tabular", heavy) == []

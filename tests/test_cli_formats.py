@@ -129,7 +129,7 @@ def test_export_csv_and_xlsx_read_by_pandas_and_openpyxl(library: Path, tmp_path
     run("--db", str(library), "export", "--to", "csv", "-o", str(tmp_path / "all.csv"))
     run("--db", str(library), "export", "--to", "xlsx", "-o", str(tmp_path / "all.xlsx"))
     frame = pd.read_csv(tmp_path / "all.csv", dtype=str, keep_default_na=False)
-    sheet = pd.read_excel(tmp_path / "all.xlsx", dtype=str, keep_default_na=False)
+    sheet = pd.read_excel(tmp_path / "all.xlsx", dtype=str, keep_default_na=False, engine="openpyxl")
     assert len(frame) == len(sheet) == len(everything)
     assert list(frame["citekey"]) == list(sheet["citekey"]) == [s["citekey"] for s in everything]
     assert list(frame["title"]) == list(sheet["title"])
@@ -140,6 +140,26 @@ def test_export_csv_and_xlsx_read_by_pandas_and_openpyxl(library: Path, tmp_path
     years = [row[year_column].value for row in worksheet.iter_rows(min_row=2)]
     assert years == [s["year"] for s in everything]  # numbers stay numbers
     workbook.close()
+
+
+def test_export_xlsx_refuses_a_cell_excel_cannot_hold_and_writes_nothing(
+    library: Path, tmp_path: Path
+) -> None:
+    with sqlite3.connect(library) as connection:
+        study_id, citekey = connection.execute(
+            "SELECT id, citekey FROM studies ORDER BY id LIMIT 1"
+        ).fetchone()
+        connection.execute("UPDATE studies SET notes = ? WHERE id = ?", ("n" * 40_000, study_id))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run("--db", str(library), "export", "--to", "xlsx", "-o", str(out / "all.xlsx"), expect=1)
+    assert result.stderr == (
+        f"Error: study {study_id}: the notes cell has 40,000 characters, more than an Excel cell holds "
+        "(32,767); export it as csv instead\n"
+    )
+    assert list(out.iterdir()) == []  # no file, not even a temporary one
+    run("--db", str(library), "export", citekey, "--to", "csv", "-o", str(out / "one.csv"))
+    assert "n" * 40_000 in (out / "one.csv").read_text(encoding="utf-8")
 
 
 def test_export_xlsx_needs_a_file(library: Path) -> None:

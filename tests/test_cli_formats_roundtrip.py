@@ -197,6 +197,8 @@ def test_export_through_the_worker_processes_writes_the_same_bytes(
             for p in (serial, parallel)
         ]
         assert cells[0] == cells[1] and len(cells[1]) == 50
+        if size >= 50:  # one run, as in this process: the same bytes too
+            assert parallel.read_bytes() == serial.read_bytes()
     assert len(started) == 2 * 3 * (2 * len(TEXT_FORMATS) + 1)  # two workers for every export above
     assert {job.first for (job,) in started} == {0, 1}
     for fmt, empty in (("csljson", "[]\n"), ("csv", None), ("ris", "")):
@@ -287,6 +289,27 @@ def test_an_error_in_an_export_worker_reaches_the_caller(
         worker.stop()
 
 
+def test_a_cell_too_long_for_excel_is_refused_by_the_worker_export_too(
+    seed_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evidence.exchange as exchange
+
+    if exchange.export_workers() < 2:
+        pytest.skip("one core: exports never start workers")
+    monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
+    monkeypatch.setattr(exchange, "EXPORT_RUN", 3)
+    library = tmp_path / "library.db"
+    shutil.copyfile(seed_library, library)  # the module's library stays as it is
+    with sqlite3.connect(library) as connection:
+        last = connection.execute("SELECT max(id) FROM studies").fetchone()[0]
+        connection.execute("UPDATE studies SET abstract = ? WHERE id = ?", ("a" * 33_000, last))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run("--db", str(library), "export", "--to", "xlsx", "-o", str(out / "all.xlsx"), expect=1)
+    assert result.stderr.startswith(f"Error: study {last}: the abstract cell has 33,000 characters")
+    assert list(out.iterdir()) == []
+
+
 # --- real readers and pandoc on the CLI's output -----------------------------------------------------
 
 
@@ -315,7 +338,7 @@ def test_real_readers_parse_every_cli_export(seed_library: Path, tmp_path: Path)
     assert len(items) == count and all(isinstance(i["title"], str) for i in items)
     assert next(i for i in items if i["id"] == RETRACTED)["note"].startswith("RETRACTED")
     frame = pd.read_csv(files["csv"], dtype=str, keep_default_na=False)
-    sheet = pd.read_excel(files["xlsx"], dtype=str, keep_default_na=False)
+    sheet = pd.read_excel(files["xlsx"], dtype=str, keep_default_na=False, engine="calamine")
     for table in (frame, sheet):
         assert len(table) == count
         assert table.loc[table["citekey"] == RETRACTED, "status"].tolist() == ["retracted"]

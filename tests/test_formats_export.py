@@ -328,7 +328,7 @@ def test_xlsx_read_by_pandas(tmp_path: Path) -> None:
     data = studies()
     path = tmp_path / "all.xlsx"
     assert export_studies(data, "xlsx", path) == len(data)
-    frame = pd.read_excel(path, dtype=object)
+    frame = pd.read_excel(path, dtype=object, engine="calamine")
     assert len(frame) == len(data)
     assert list(frame["citekey"][:3]) == [s["citekey"] for s in data[:3]]
     assert frame["title"][1] == data[1]["title"]

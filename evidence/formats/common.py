@@ -429,19 +429,20 @@ class CitekeyAllocator:
         base = _CITEKEY_UNSAFE_RE.sub("", str(study.get("citekey") or "")) or make_citekey(study)
         key, n = base, 0
         while key in self._used:
-            key = base + _suffix(n)
+            key = base + letters(n + 1)
             n += 1
         self._used.add(key)
         return key
 
 
-def _suffix(n: int) -> str:
-    letters = ""
-    n += 1
+def letters(n: int) -> str:
+    """The n-th (from 1) of a, b, ... z, aa, ab, ...: citekey suffixes, and upper-cased, spreadsheet
+    columns."""
+    text = ""
     while n:
         n, rem = divmod(n - 1, 26)
-        letters = chr(97 + rem) + letters
-    return letters
+        text = chr(97 + rem) + text
+    return text
 
 
 # --- pages, years, names -------------------------------------------------------------------------
