@@ -1111,15 +1111,21 @@ def export(
       evidence export --to xlsx -o library.xlsx
     """
     from evidence.errors import ExportError
-    from evidence.exchange import export_selection, needs_file
-    from evidence.render import open_output
+    from evidence.formats import BINARY_FORMATS
+    from evidence.sqlite_export import early_workers
 
-    if needs_file(fmt) and output in (None, "-"):
+    binary = fmt in BINARY_FORMATS
+    if binary and output in (None, "-"):
         raise ExportError(f"{fmt} is a binary spreadsheet: give a file to write it to (-o FILE.{fmt})")
-    with state.database().transaction() as session:
-        ids = selected_ids(session, refs, sort, params)
-        with open_output(output, binary=needs_file(fmt)) as out:
-            count = export_selection(session, ids, fmt, out)
+    # A large library's export workers start now, while this process loads SQLAlchemy and the library.
+    with early_workers(fmt, state.settings.db_url) as workers:
+        from evidence.exchange import export_selection
+        from evidence.render import open_output
+
+        with state.database().transaction() as session:
+            ids = selected_ids(session, refs, sort, params)
+            with open_output(output, binary=binary) as out:
+                count = export_selection(session, ids, fmt, out, workers=workers)
     noun = "study" if count == 1 else "studies"
     click.echo(f"exported {count} {noun} to {output if output not in (None, '-') else 'stdout'}", err=True)
 

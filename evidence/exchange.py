@@ -17,7 +17,6 @@ import gc
 import io
 import logging
 import multiprocessing
-import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
@@ -29,7 +28,6 @@ from sqlalchemy.orm import Session
 from evidence.db import CHANGES_AT_BEGIN, Database
 from evidence.errors import EvidenceError, ExportError, ImportFormatError
 from evidence.formats import (
-    BINARY_FORMATS,
     EXPORT_FORMATS,
     TEXT_LAYOUTS,
     check_import_format,
@@ -42,7 +40,7 @@ from evidence.formats.xlsx import check_target
 from evidence.importer import ImportReport, import_records, validate_record
 from evidence.query import ROW_FIELDS, FindFilters, find_ids, iter_study_rows
 from evidence.records import resolve_ref
-from evidence.sqlite_export import Job, Worker, read_rows, start_worker
+from evidence.sqlite_export import Job, Worker, export_workers, read_rows, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +98,22 @@ def _sqlite_rows(session: Session, study_ids: Sequence[int]) -> Iterator[Study]:
         cursor.close()
 
 
-def export_selection(session: Session, study_ids: Sequence[int], fmt: str, out: Any) -> int:
+def export_selection(
+    session: Session, study_ids: Sequence[int], fmt: str, out: Any, *, workers: Sequence[Worker] = ()
+) -> int:
     """Write the studies in format `fmt` to `out` (a text stream; a binary stream or path for xlsx).
 
     A selection of `PARALLEL_EXPORT_MIN` studies or more from a SQLite file is read and formatted by
-    worker processes (see `evidence.sqlite_export`); the file is the same byte for byte.
+    worker processes (see `evidence.sqlite_export`); the file is the same byte for byte. `workers` are
+    ones the caller started early for this format (`sqlite_export.early_workers`), used if the export
+    needs them; else they are left to the caller to stop.
     """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
     with _gc_paused():
         path = _parallel_source(session, study_ids)
         if path is not None:
-            return _export_in_workers(path, study_ids, fmt, out)
+            return _export_in_workers(path, study_ids, fmt, out, workers)
         studies = iter_selection(session, study_ids)
         try:
             return export_studies(studies, fmt, out)
@@ -121,14 +123,6 @@ def export_selection(session: Session, study_ids: Sequence[int], fmt: str, out: 
 
 
 PARALLEL_EXPORT_MIN = 4000  # below this, starting the workers (about 0.1 s each) costs more than it saves
-EXPORT_WORKERS = 2  # at most; never more than the machine's cores
-
-
-def export_workers() -> int:
-    """How many worker processes a large export uses (0: none, the export runs in this process)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(EXPORT_WORKERS, cores)
-    return workers if workers >= 2 else 0
 
 
 def _parallel_source(session: Session, study_ids: Sequence[int]) -> str | None:
@@ -155,15 +149,19 @@ def _parallel_source(session: Session, study_ids: Sequence[int]) -> str | None:
     return None if unsafe else database
 
 
-def _export_in_workers(path: str, study_ids: Sequence[int], fmt: str, out: Any) -> int:
+def _export_in_workers(
+    path: str, study_ids: Sequence[int], fmt: str, out: Any, started: Sequence[Worker]
+) -> int:
     if fmt == "xlsx":
         check_target(out)  # before any worker starts
     count = export_workers()
-    workers: list[Worker] = []
+    own: list[Worker] = []
     try:
-        for first in range(count):
-            job = Job(path, _SCALAR_FIELDS, list(study_ids), fmt, first, count, EXPORT_RUN)
-            workers.append(start_worker(job))
+        if len(started) != count:
+            own = [start_worker(fmt) for _ in range(count)]
+        workers = own or list(started)
+        for first, worker in enumerate(workers):
+            worker.send(Job(path, _SCALAR_FIELDS, list(study_ids), first, count, EXPORT_RUN))
         runs = -(-len(study_ids) // EXPORT_RUN)
         # Run n comes from worker n % count; a worker is at most a pipe's buffer ahead (its write waits).
         payloads = (workers[n % count].receive() for n in range(runs))
@@ -175,13 +173,8 @@ def _export_in_workers(path: str, study_ids: Sequence[int], fmt: str, out: Any) 
             return write_xlsx_segments(segments, studies, out)
         return join_runs(payloads, TEXT_LAYOUTS[fmt], out)
     finally:
-        for worker in workers:
+        for worker in own:
             worker.stop()
-
-
-def needs_file(fmt: str) -> bool:
-    """True for formats that cannot go to stdout (xlsx)."""
-    return fmt in BINARY_FORMATS
 
 
 def cite_selection(

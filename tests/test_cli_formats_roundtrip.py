@@ -11,11 +11,15 @@ import json
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import evidence.sqlite_export as sqlite_export
+from evidence.sqlite_export import Job, Worker
 from tests.helpers import run
 
 RETRACTED = "bove2012visceral"
@@ -174,17 +178,25 @@ def test_export_through_the_worker_processes_writes_the_same_bytes(
     run("--db", str(seed_library), "export", "--to", "xlsx", "-o", str(serial))
     if exchange.export_workers() < 2:
         pytest.skip("one core: exports never start workers")
-    started: list[tuple[Any, ...]] = []
-    start_worker = exchange.start_worker
+    sent: list[Job] = []  # the jobs handed to workers
+    own: list[str] = []  # workers the export started itself (not early, as the CLI does for large files)
+    send, start_worker = Worker.send, exchange.start_worker
 
-    def spy(*args: Any) -> Any:
-        started.append(args)
-        return start_worker(*args)
+    def spy_send(worker: Worker, job: Job) -> None:
+        sent.append(job)
+        send(worker, job)
 
-    monkeypatch.setattr(exchange, "start_worker", spy)
+    def spy_start(fmt: str) -> Worker:
+        own.append(fmt)
+        return start_worker(fmt)
+
+    monkeypatch.setattr(Worker, "send", spy_send)
+    monkeypatch.setattr(exchange, "start_worker", spy_start)
     monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
     for size in (1, 7, 1000):
         monkeypatch.setattr(exchange, "EXPORT_RUN", size)
+        # The CLI starts the workers before opening the library when its file is large: as if it were, once.
+        monkeypatch.setattr(sqlite_export, "EARLY_START_BYTES", 0 if size == 7 else 10**12)
         for fmt in TEXT_FORMATS:
             assert run("--db", str(seed_library), "export", "--to", fmt).stdout == expected[fmt], (fmt, size)
             target = tmp_path / f"out.{fmt}"
@@ -199,8 +211,10 @@ def test_export_through_the_worker_processes_writes_the_same_bytes(
         assert cells[0] == cells[1] and len(cells[1]) == 50
         if size >= 50:  # one run, as in this process: the same bytes too
             assert parallel.read_bytes() == serial.read_bytes()
-    assert len(started) == 2 * 3 * (2 * len(TEXT_FORMATS) + 1)  # two workers for every export above
-    assert {job.first for (job,) in started} == {0, 1}
+    exports = 2 * len(TEXT_FORMATS) + 1  # per run size
+    assert len(sent) == 2 * 3 * exports  # two workers for every export above
+    assert len(own) == 2 * 2 * exports  # started early for run size 7
+    assert {job.first for job in sent} == {0, 1}
     for fmt, empty in (("csljson", "[]\n"), ("csv", None), ("ris", "")):
         text = run("--db", str(seed_library), "export", "--year-from", "2199", "--to", fmt).stdout
         assert text == (empty if empty is not None else expected["csv"].splitlines(keepends=True)[0])
@@ -257,7 +271,7 @@ def test_an_error_in_an_export_worker_reaches_the_caller(
     from evidence.db import open_database
     from evidence.errors import EvidenceError
     from evidence.query import FindFilters, find_ids
-    from evidence.sqlite_export import Job, start_worker
+    from evidence.sqlite_export import start_worker
 
     # An error inside the worker comes back as itself: here SQLite's, for a column the library lacks.
     monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
@@ -274,19 +288,56 @@ def test_an_error_in_an_export_worker_reaches_the_caller(
     # A worker that dies without a word: the caller says so, with the last line of its standard error.
     not_a_library = tmp_path / "not-a-library.db"
     not_a_library.write_bytes(b"x" * 4096)
-    worker = start_worker(Job(str(not_a_library), ("id",), [1, 2, 3], "ris", 0, 1))
+    worker = start_worker("ris")
+    worker.send(Job(str(not_a_library), ("id",), [1, 2, 3], 0, 1))
     try:
         with pytest.raises(sqlite3.DatabaseError, match="not a database"):
             worker.receive()
     finally:
         worker.stop()
-    worker = start_worker(Job(str(seed_library), ("id",), [1], "ris", 0, 1))
+    worker = start_worker("no-such-format")  # its error comes with the first run it was to send
+    worker.send(Job(str(seed_library), ("id",), [1], 0, 1))
+    try:
+        with pytest.raises(KeyError, match="no-such-format"):
+            worker.receive()
+    finally:
+        worker.stop()
+    worker = start_worker("ris")
     worker.process.kill()
     try:
         with pytest.raises(EvidenceError, match="export worker process stopped unexpectedly"):
             worker.receive()
     finally:
         worker.stop()
+
+
+def test_workers_started_early_and_not_needed_are_stopped(
+    seed_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI starts the workers before it opens a large library; a small selection does not use them."""
+    import evidence.exchange as exchange
+
+    if exchange.export_workers() < 2:
+        pytest.skip("one core: exports never start workers")
+    assert seed_library.stat().st_size < sqlite_export.EARLY_START_BYTES
+    with sqlite_export.early_workers("csv", f"sqlite:///{seed_library}") as workers:
+        assert workers == []  # a small library file: none
+    started: list[Worker] = []
+    early_workers = sqlite_export.early_workers
+
+    @contextmanager
+    def spy(fmt: str, db_url: str) -> Iterator[list[Worker]]:
+        with early_workers(fmt, db_url) as workers:
+            started.extend(workers)
+            yield workers
+
+    monkeypatch.setattr(sqlite_export, "EARLY_START_BYTES", 0)
+    monkeypatch.setattr(sqlite_export, "early_workers", spy)
+    result = run("--db", str(seed_library), "export", "--claim", "pain-modulation", "--to", "csv")
+    assert result.stdout.startswith("id,citekey,")
+    assert len(started) == 2
+    assert all(worker.process.returncode is not None for worker in started)  # stopped, not left running
+    assert all(worker.process.stdout is not None and worker.process.stdout.closed for worker in started)
 
 
 def test_a_cell_too_long_for_excel_is_refused_by_the_worker_export_too(

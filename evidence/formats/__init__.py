@@ -8,8 +8,8 @@ One module per format; this registry maps a format name to its writer or reader:
   only used in `ImportFormatError(path, line, message)`. Each dict carries `"_line"`.
 * `detect_format(path, text_head)` recognises a file from its content (its first few KB).
 
-Nothing here imports click, SQLAlchemy or the ORM; isal (xlsx compression), pylatexenc and citeproc are imported
-inside the functions that need them, so `import evidence.formats` stays cheap.
+Nothing here imports click, SQLAlchemy or the ORM; isal (xlsx compression), pylatexenc and citeproc are
+imported inside the functions that need them, so `import evidence.formats` stays cheap.
 """
 
 from __future__ import annotations
