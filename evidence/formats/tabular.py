@@ -48,6 +48,7 @@ from evidence.vocab import CLAIM_BY_NAME
 COLUMNS: tuple[str, ...] = (*STUDY_KEYS, "findings")
 _INT_COLUMNS = frozenset({"id", "year", "level", "sample_size", "pedro", "citations"})
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "'")
+_TRIGGER_CHARS = "".join(_TRIGGERS)
 _NUMBER_RE = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 _ORCID_RE = re.compile(r"^(.*?)\s*<([0-9X-]{15,19})>$")
 
@@ -75,18 +76,14 @@ def _author_cell(author: dict[str, Any]) -> str:
     return text
 
 
-def study_row(study: Study) -> dict[str, Any]:
-    """The spreadsheet row of a study: lists joined, text cells guarded, integers left as integers."""
-    return dict(zip(COLUMNS, row_cells(study), strict=True))
-
-
 _AUTHORS, _MECHANISMS, _CLAIMS, _TAGS, _UPDATES = (
     STUDY_KEYS.index(key) for key in ("authors", "mechanisms", "claims", "tags", "updates")
 )
 
 
 def row_cells(study: Study) -> list[Any]:
-    """`study_row` as a list of cells in `COLUMNS` order (what the writers use: no dict per row)."""
+    """The spreadsheet row of a study, its cells in `COLUMNS` order: lists joined, text cells that a
+    spreadsheet would run guarded, integers left as integers, empty cells None or ""."""
     cells = list(map(study.get, STUDY_KEYS))
     authors = cells[_AUTHORS]
     cells[_AUTHORS] = "; ".join([_author_cell(a) for a in authors]) if authors else ""
@@ -103,13 +100,8 @@ def row_cells(study: Study) -> list[Any]:
     flagged = cells[_UPDATES] or status not in (None, "", "ok")
     cells[_UPDATES] = "\n".join(notice_lines(study)) if flagged else ""
     cells.append("\n".join(finding_lines(study)))
-    # Empty text becomes an empty cell (None); text that a spreadsheet would run is guarded.
-    return [
-        ((guard_cell(cell) if cell.startswith(_TRIGGERS) else cell) if cell else None)
-        if isinstance(cell, str)
-        else cell
-        for cell in cells
-    ]
+    # One look at each cell's first character (a cell is text, an integer, or empty: None or "").
+    return [guard_cell(c) if c and c.__class__ is str and c[0] in _TRIGGER_CHARS else c for c in cells]
 
 
 def csv_entries(studies: Sequence[Study], keys: CitekeyAllocator | None = None) -> str:

@@ -70,7 +70,7 @@ def _fix_text(xml: bytes) -> bytes:
     searching the text): the markup around the text never holds a control character, `_xHHHH_` or a CR,
     and in UTF-8 the bytes below 0x20 stand only for themselves."""
     xml = xml.translate(None, _NOT_XML_BYTES)
-    if b"_x" in xml:
+    if b"_" in xml:  # a byte search: ten times faster than one for b"_x"
         xml = _OOXML_ESCAPE.sub(rb"_x005F_\1", xml)  # before the carriage returns become `_x000D_`
     if b"\r" in xml:
         xml = xml.replace(b"\r", b"_x000D_")
@@ -95,23 +95,17 @@ class Sheet:
         for number, cells in enumerate(rows, first):
             append(f'<row r="{number}">')
             for letter, value in zip(letters, cells, strict=True):
+                if not value and (value is None or value == ""):
+                    continue
                 if value.__class__ is not str:
-                    if value is None:
-                        continue
                     if value.__class__ is int or (value.__class__ is float and math.isfinite(value)):
                         append(f'<c r="{letter}{number}"><v>{value!r}</v></c>')
                         continue
                     value = str(value)
-                if not value:
-                    continue
                 if len(value) > MAX_CELL_CHARS:
                     self._check_length(name(number - first) if name else f"row {number}", letter, value)
-                if "&" in value:
-                    value = value.replace("&", "&amp;")
-                if "<" in value:
-                    value = value.replace("<", "&lt;")
-                if ">" in value:
-                    value = value.replace(">", "&gt;")
+                if "&" in value or "<" in value or ">" in value:
+                    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
                 # Whitespace (or a control character) at an end is kept only where the text says so.
                 space = ' xml:space="preserve"' if value[0] <= " " or value[-1] <= " " else ""
                 append(f'<c r="{letter}{number}" t="inlineStr"><is><t{space}>{value}</t></is></c>')
