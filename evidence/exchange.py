@@ -34,7 +34,7 @@ from evidence.formats import (
     export_studies,
     read_stream,
 )
-from evidence.formats.common import RUN, Study, join_runs
+from evidence.formats.common import RUN, CitekeyAllocator, Study, join_runs
 from evidence.formats.tabular import write_xlsx_segments
 from evidence.formats.xlsx import check_target
 from evidence.importer import ImportReport, import_records, validate_record
@@ -143,10 +143,8 @@ def _parallel_source(session: Session, study_ids: Sequence[int]) -> str | None:
         return None
     # Each worker hands out citekeys on its own: the library's keys must be usable as they are (unique by
     # the schema; none that `CitekeyAllocator` would have to change).
-    unsafe = connection.exec_driver_sql(
-        "SELECT 1 FROM studies WHERE citekey = '' OR citekey GLOB ? LIMIT 1", ("*[^A-Za-z0-9_:.-]*",)
-    ).first()
-    return None if unsafe else database
+    keys = [key for (key,) in raw.execute("SELECT citekey FROM studies")]
+    return database if CitekeyAllocator.keeps_all(keys) else None
 
 
 def _export_in_workers(

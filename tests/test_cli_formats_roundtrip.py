@@ -233,11 +233,13 @@ def test_export_runs_in_this_process_when_workers_could_not_see_the_same_library
     from evidence.query import FindFilters, find_ids
 
     monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
-    database = open_database(load_settings().with_db(str(seed_library)), seed=False)
+    library = tmp_path / "library.db"
+    shutil.copyfile(seed_library, library)  # changed below: the module's library stays as it is
+    database = open_database(load_settings().with_db(str(library)), seed=False)
     try:
         with database.transaction() as session:
             ids = find_ids(session, FindFilters())
-            assert exchange._parallel_source(session, ids) == str(seed_library)
+            assert exchange._parallel_source(session, ids) == str(library)
             session.execute(text("UPDATE studies SET notes = 'changed here' WHERE id = :id"), {"id": ids[0]})
             assert exchange._parallel_source(session, ids) is None
             out = io.StringIO()
@@ -245,7 +247,10 @@ def test_export_runs_in_this_process_when_workers_could_not_see_the_same_library
             assert "changed here" in out.getvalue()  # this process's view, uncommitted changes included
             session.rollback()
         with database.transaction() as session:
-            assert exchange._parallel_source(session, ids) == str(seed_library)
+            assert exchange._parallel_source(session, ids) == str(library)
+            session.execute(text("UPDATE studies SET citekey = 'müller2011' WHERE id = :id"), {"id": ids[0]})
+        with database.transaction() as session:  # kept as it is by CitekeyAllocator: the workers may run
+            assert exchange._parallel_source(session, ids) == str(library)
             session.execute(text("UPDATE studies SET citekey = 'a b' WHERE id = :id"), {"id": ids[0]})
         with database.transaction() as session:
             assert exchange._parallel_source(session, ids) is None
@@ -356,9 +361,13 @@ def test_a_cell_too_long_for_excel_is_refused_by_the_worker_export_too(
         connection.execute("UPDATE studies SET abstract = ? WHERE id = ?", ("a" * 33_000, last))
     out = tmp_path / "out"
     out.mkdir()
+    started: list[str] = []
+    start_worker = exchange.start_worker
+    monkeypatch.setattr(exchange, "start_worker", lambda fmt: started.append(fmt) or start_worker(fmt))
     result = run("--db", str(library), "export", "--to", "xlsx", "-o", str(out / "all.xlsx"), expect=1)
     assert result.stderr.startswith(f"Error: study {last}: the abstract cell has 33,000 characters")
     assert list(out.iterdir()) == []
+    assert started == ["xlsx", "xlsx"]  # the error came from a worker
 
 
 # --- real readers and pandoc on the CLI's output -----------------------------------------------------

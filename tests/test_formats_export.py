@@ -455,3 +455,14 @@ def test_latex_escape_decodes_back(text: str) -> None:
             depth += {"{": 1, "}": -1}.get(char, 0)
             assert depth >= 0
         assert depth == 0
+
+
+def test_citekeys_all_kept_only_when_none_is_empty_or_has_a_character_the_allocator_removes() -> None:
+    from evidence.formats.common import CitekeyAllocator
+
+    assert CitekeyAllocator.keeps_all(["bayliss2011", "müller2011:x_y.z-1", "a|b"])
+    for bad in ("a b", "a,b", "a{b", "a\\b", "a~b", 'a"b', "a\u00a0b", "", None):
+        assert not CitekeyAllocator.keeps_all(["bayliss2011", bad]), bad
+        if bad:
+            assert CitekeyAllocator().key_for({"citekey": bad, "title": "t"}) != bad
+    assert CitekeyAllocator.keeps_all([])
