@@ -1124,7 +1124,9 @@ def export(
 
         with state.database().transaction() as session:
             ids = selected_ids(session, refs, sort, params)
-            with open_output(output, binary=binary) as out:
+            # Binary for every format: the text formats are written in UTF-8 (the export workers' bytes go
+            # to the file as they come).
+            with open_output(output, binary=True) as out:
                 count = export_selection(session, ids, fmt, out, workers=workers)
     noun = "study" if count == 1 else "studies"
     click.echo(f"exported {count} {noun} to {output if output not in (None, '-') else 'stdout'}", err=True)

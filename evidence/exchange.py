@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from evidence.db import CHANGES_AT_BEGIN, Database
 from evidence.errors import EvidenceError, ExportError, ImportFormatError
 from evidence.formats import (
+    BINARY_FORMATS,
     EXPORT_FORMATS,
     TEXT_LAYOUTS,
     check_import_format,
@@ -101,7 +102,8 @@ def _sqlite_rows(session: Session, study_ids: Sequence[int]) -> Iterator[Study]:
 def export_selection(
     session: Session, study_ids: Sequence[int], fmt: str, out: Any, *, workers: Sequence[Worker] = ()
 ) -> int:
-    """Write the studies in format `fmt` to `out` (a text stream; a binary stream or path for xlsx).
+    """Write the studies in format `fmt` to `out`: a binary stream (UTF-8 for the text formats), a text
+    stream for a text format, or a path for xlsx.
 
     A selection of `PARALLEL_EXPORT_MIN` studies or more from a SQLite file is read and formatted by
     worker processes (see `evidence.sqlite_export`); the file is the same byte for byte. `workers` are
@@ -116,10 +118,25 @@ def export_selection(
             return _export_in_workers(path, study_ids, fmt, out, workers)
         studies = iter_selection(session, study_ids)
         try:
-            return export_studies(studies, fmt, out)
+            with _as_text(out, fmt) as stream:
+                return export_studies(studies, fmt, stream)
         finally:
             if isinstance(studies, Generator):  # a failed export closes its cursor now, not when collected
                 studies.close()
+
+
+@contextmanager
+def _as_text(out: Any, fmt: str) -> Iterator[Any]:
+    """`out` for a text format's writer: a binary stream wrapped for UTF-8 text (and left open)."""
+    if fmt in BINARY_FORMATS or isinstance(out, io.TextIOBase):
+        yield out
+        return
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="")
+    try:
+        yield text
+        text.flush()
+    finally:
+        text.detach()
 
 
 PARALLEL_EXPORT_MIN = 4000  # below this, starting the workers (about 0.1 s each) costs more than it saves
@@ -169,7 +186,9 @@ def _export_in_workers(
                 segments.append(segment)
                 studies += in_run
             return write_xlsx_segments(segments, studies, out)
-        return join_runs(payloads, TEXT_LAYOUTS[fmt], out)
+        if isinstance(out, io.TextIOBase):
+            return join_runs(((data.decode(), in_run) for data, in_run in payloads), TEXT_LAYOUTS[fmt], out)
+        return join_runs(payloads, TEXT_LAYOUTS[fmt], out, encoded=True)  # the workers' bytes as they are
     finally:
         for worker in own:
             worker.stop()

@@ -272,7 +272,8 @@ def main() -> None:
 
 def _producer(fmt: str) -> Producer:
     """What a worker makes of a run of studies, given where the run starts in the selection: text in a
-    text format's layout, or deflated sheet rows (`xlsx_segment`). Loads the libraries it will need."""
+    text format's layout (UTF-8), or deflated sheet rows (`xlsx_segment`). Loads the libraries it will
+    need."""
     from evidence.formats import TEXT_LAYOUTS
     from evidence.formats.tabular import xlsx_segment
 
@@ -284,7 +285,7 @@ def _producer(fmt: str) -> Producer:
         import pandas  # noqa: F401 (loaded now, see start_worker)
     entries = TEXT_LAYOUTS[fmt].entries
     keys = CitekeyAllocator()  # the exporting process has checked that no two studies' keys can clash
-    return lambda studies, _start: entries(studies, keys)
+    return lambda studies, _start: entries(studies, keys).encode()  # UTF-8: what the file holds
 
 
 def portable(exc: Exception) -> Exception:

@@ -100,3 +100,19 @@ def test_help_lists_every_command(env: dict[str, str]) -> None:
         "db",
     ):
         assert f"  {name}" in out
+
+
+def test_export_to_stdout_is_utf8_whatever_the_terminal_encoding(env: dict[str, str]) -> None:
+    """A citation file is UTF-8 (biber, Zotero and pandoc read it so), also on a latin-1 or ASCII stdout."""
+    expected = evidence("export", "--to", "biblatex", env=env).stdout
+    assert not expected.isascii()  # accented names: the bytes below would differ if re-encoded
+    for encoding in ("latin-1", "ascii"):
+        result = subprocess.run(
+            [sys.executable, str(Path(__file__).parent.parent / "cli.py"), "export", "--to", "biblatex"],
+            env={**env, "PYTHONIOENCODING": encoding},
+            capture_output=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            check=True,
+        )
+        assert result.stdout.decode("utf-8") == expected

@@ -547,14 +547,17 @@ def write_text(studies: Iterable[Study], layout: TextLayout, out: TextIO, *, run
     return join_runs(((layout.entries(batch, keys), len(batch)) for batch in batches), layout, out)
 
 
-def join_runs(runs: Iterable[tuple[str, int]], layout: TextLayout, out: TextIO) -> int:
+def join_runs(runs: Iterable[tuple[Any, int]], layout: TextLayout, out: Any, *, encoded: bool = False) -> int:
     """Write formatted runs, given as (text, studies in it), in `layout`; returns the count of studies.
-    A run of no study is skipped (its text is empty)."""
+    A run of no study is skipped (its text is empty). `encoded`: the runs are UTF-8 bytes, and so is
+    `out` (a binary stream)."""
+    parts: tuple[Any, ...] = (layout.head, layout.sep, layout.tail, layout.empty)
+    head, sep, tail, empty = (part.encode() for part in parts) if encoded else parts
     count = 0
     for text, studies in runs:
         if studies:
-            out.write(layout.sep if count else layout.head)
+            out.write(sep if count else head)
             out.write(text)
             count += studies
-    out.write(layout.tail if count else layout.empty)
+    out.write(tail if count else empty)
     return count
