@@ -283,9 +283,9 @@ def _producer(fmt: str) -> Producer:
         return lambda studies, start: xlsx_segment(studies, start + 2)  # sheet row 1 is the header
     if fmt == "csv":
         import pandas  # noqa: F401 (loaded now, see start_worker)
-    entries = TEXT_LAYOUTS[fmt].entries
+    utf8 = TEXT_LAYOUTS[fmt].utf8
     keys = CitekeyAllocator()  # the exporting process has checked that no two studies' keys can clash
-    return lambda studies, _start: entries(studies, keys).encode()  # UTF-8: what the file holds
+    return lambda studies, _start: utf8(studies, keys)  # what the file holds
 
 
 def portable(exc: Exception) -> Exception:

@@ -22,6 +22,7 @@ HEAVY = (
     "rispy",
     "openpyxl",
     "isal",
+    "orjson",
     "alembic",
 )
 

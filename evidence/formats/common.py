@@ -530,6 +530,8 @@ class TextLayout:
     run can be formatted apart from the others, so a large export can format its runs in several
     processes and join them in order (`evidence.exchange`); `write_text` joins them in this process.
     `entries(studies, keys)` formats one run; `keys` hands out citekeys unique across the runs it sees.
+    `utf8_entries`, where a format has it, makes the same run directly in UTF-8 (the export workers send
+    bytes).
     """
 
     entries: Callable[[Sequence[Study], CitekeyAllocator], str]
@@ -537,6 +539,13 @@ class TextLayout:
     sep: str = ""
     tail: str = ""
     empty: str = ""
+    utf8_entries: Callable[[Sequence[Study], CitekeyAllocator], bytes] | None = None
+
+    def utf8(self, studies: Sequence[Study], keys: CitekeyAllocator) -> bytes:
+        """A run in UTF-8."""
+        if self.utf8_entries is not None:
+            return self.utf8_entries(studies, keys)
+        return self.entries(studies, keys).encode()
 
 
 def write_text(studies: Iterable[Study], layout: TextLayout, out: TextIO, *, run: int = RUN) -> int:

