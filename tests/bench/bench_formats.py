@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -174,7 +175,7 @@ def measure(args: Sequence[str], *, env: dict[str, str], stdout: Path | None = N
     return wall, usage.ru_maxrss / 1024  # ru_maxrss is in KB on Linux
 
 
-def run(n: int, cite_n: int, out_dir: Path) -> str:
+def run(n: int, cite_n: int, out_dir: Path, repeat: int = 3) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     bib, ris = out_dir / f"formats-{n}.bib", out_dir / f"formats-{n}.ris"
     made = {fmt: generate(path, fmt, n) for fmt, path in (("bibtex", bib), ("ris", ris))}
@@ -203,9 +204,15 @@ def run(n: int, cite_n: int, out_dir: Path) -> str:
         for fmt, suffix in EXPORTS:
             target = work / f"export.{suffix}"
             args = ["--db", str(library), "export", "--to", fmt, "-o", str(target)]
-            alone, _ = measure([sys.executable, "-c", ONE_PROCESS, *args], env=env)
-            wall, peak = measure([EVIDENCE, *args], env=env)
-            note = f"one process: {alone:.2f} s, {alone / wall:.1f}x slower"
+            alones, walls, peaks = [], [], []
+            for _ in range(repeat):  # alternating, so that the machine's drift touches both alike
+                alones.append(measure([sys.executable, "-c", ONE_PROCESS, *args], env=env)[0])
+                wall, peak = measure([EVIDENCE, *args], env=env)
+                walls.append(wall)
+                peaks.append(peak)
+            alone, wall, peak = statistics.median(alones), statistics.median(walls), max(peaks)
+            spread = f"; runs {min(walls):.2f}-{max(walls):.2f} s" if repeat > 1 else ""
+            note = f"one process: {alone:.2f} s, {alone / wall:.1f}x slower{spread}"
             steps.append(
                 Step(
                     f"export {fmt} ({target.stat().st_size / 1e6:.0f} MB)", wall, peak, EXPORT_TARGET_S, note
@@ -223,17 +230,18 @@ def run(n: int, cite_n: int, out_dir: Path) -> str:
             stdout=work / "cite.txt",
         )
         steps.append(Step(f"cite {len(refs):,} studies, AMA", wall, peak, CITE_TARGET_S))
-    return render(steps, n)
+    return render(steps, n, repeat)
 
 
-def render(steps: list[Step], n: int) -> str:
+def render(steps: list[Step], n: int, repeat: int) -> str:
     lines = [
         f"## Citation formats: {n:,} synthetic studies",
         "",
         f"Every step is a fresh `evidence` process; peak = the largest resident memory of that process or of "
         f"any one of its export workers (two of those run beside it: add them for the total). "
-        f"Import ratios are to the bare sqlite3 loader run in the same session; each export also runs in "
-        f"one process (its workers switched off) just before, for the speed-up. "
+        f"Import ratios are to the bare sqlite3 loader run in the same session; each export runs {repeat} "
+        f"times (the median is shown, with the range) alternating with the same export in one process (its "
+        f"workers switched off), for the speed-up. "
         f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
         f"{time.strftime('%Y-%m-%d')}.",
         "",
@@ -251,12 +259,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=100_000, help="studies per file (default 100,000)")
     parser.add_argument("--cite", type=int, default=1000, help="studies to cite (default 1,000)")
     parser.add_argument("--out", type=Path, default=REPO / "bench-out", help="output folder")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each export; the median is shown")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    table = run(args.n, args.cite, args.out)
+    table = run(args.n, args.cite, args.out, args.repeat)
     (args.out / "formats.md").write_text(table, encoding="utf-8")
     print(table)
     return table
