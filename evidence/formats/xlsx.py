@@ -148,31 +148,18 @@ def write_workbook(
             f"{rows:,} studies do not fit in an Excel sheet (at most {MAX_ROWS - 1:,} below the header); "
             "export them as csv, or a smaller selection as xlsx"
         )
-    head = deflate(sheet.head(rows))
-    tail = Sheet.TAIL
-    pieces = [head, *segments]
-    size = sum(piece.size for piece in pieces) + len(tail)
+    pieces = [deflate(sheet.head(rows)), *segments, deflate(Sheet.TAIL)]
+    size = sum(piece.size for piece in pieces)
     if size > MAX_PART_BYTES:
         raise ExportError(
             f"the sheet would hold {size / 2**30:.1f} GiB of text, more than an xlsx file can (4 GiB); "
             "export the studies as csv, or a smaller selection as xlsx"
         )
-    from isal import isal_zlib
-
-    crc = 0
-    for piece in pieces:
-        crc = isal_zlib.crc32_combine(crc, piece.crc, piece.size)
-    crc = isal_zlib.crc32(tail, crc)
-    compressor = isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
-    end = compressor.compress(tail) + compressor.flush()
-    parts = _fixed_parts(sheet_name)
     zipped = _ZipWriter()
     with _binary_target(out) as target:
-        for name, text in parts:
-            data = text.encode()
-            zipped.add(target, name, [deflate(data).data, _FINAL_BLOCK], isal_zlib.crc32(data), len(data))
-        chunks = [piece.data for piece in pieces] + [end]
-        zipped.add(target, "xl/worksheets/sheet1.xml", chunks, crc, size)
+        for name, text in _fixed_parts(sheet_name):
+            zipped.add(target, name, [deflate(text.encode())])
+        zipped.add(target, "xl/worksheets/sheet1.xml", pieces)
         zipped.finish(target)
 
 
@@ -212,17 +199,25 @@ class _ZipWriter:
         self._offset = 0
         self._central: list[bytes] = []
 
-    def add(self, out: BinaryIO, name: str, chunks: Sequence[bytes], crc: int, size: int) -> None:
+    def add(self, out: BinaryIO, name: str, pieces: Sequence[Segment]) -> None:
+        """An entry made of `pieces` in order, ended by the stream's final block."""
+        from isal import isal_zlib
+
+        crc = 0
+        for piece in pieces:
+            crc = isal_zlib.crc32_combine(crc, piece.crc, piece.size)
+        size = sum(piece.size for piece in pieces)
+        packed = sum(len(piece.data) for piece in pieces) + len(_FINAL_BLOCK)
         encoded = name.encode("ascii")
-        packed = sum(len(chunk) for chunk in chunks)
         fields = (20, 0, 8, 0, self._DATE, crc, packed, size, len(encoded), 0)  # version 2.0, deflate
         header = struct.pack("<I5H3I2H", 0x04034B50, *fields) + encoded
         self._central.append(
             struct.pack("<I6H3I5HII", 0x02014B50, 20, *fields, 0, 0, 0, 0, self._offset) + encoded
         )
         out.write(header)
-        for chunk in chunks:
-            out.write(chunk)
+        for piece in pieces:
+            out.write(piece.data)
+        out.write(_FINAL_BLOCK)
         self._offset += len(header) + packed
 
     def finish(self, out: BinaryIO) -> None:
