@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from itertools import islice
 from operator import itemgetter
 from typing import Any, cast
 
@@ -17,20 +16,14 @@ from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from evidence import vocab
-from evidence.formats.common import letters
 from evidence.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
 from evidence.records import STUDY_FIELDS, citekey_base
+from evidence.sequences import chunks, letters
 
 FTS_TRIGGER = "studies_fts_ai"  # keeps studies_fts in step with inserts (migration 0001)
 STUDY_COLUMNS = (*STUDY_FIELDS, "status", "updates", "citations")
 
 _STUDY_COLUMN_SET = frozenset(STUDY_COLUMNS)
-
-
-def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
-    iterator = iter(rows)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 class CitekeyAllocator:
@@ -114,7 +107,7 @@ def _insert(
     claim_ids = {name: id_ for id_, name in session.execute(select(Claim.id, Claim.name))}
     citekeys = allocator or CitekeyAllocator(session)
     now = utcnow()
-    for chunk in _chunks(rows, chunk_size):
+    for chunk in chunks(rows, chunk_size):
         study_values = []
         for row in chunk:
             values = {name: row.get(name) for name in STUDY_COLUMNS}

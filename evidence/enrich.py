@@ -32,10 +32,9 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -56,6 +55,7 @@ from evidence.errors import (
 )
 from evidence.models import CACHE_FOUND, CACHE_NOT_FOUND, CrossrefCache, Study, utcnow
 from evidence.query import show_study
+from evidence.sequences import chunks
 
 logger = logging.getLogger(__name__)
 
@@ -1145,12 +1145,6 @@ class _Target:
     doi: str | None
 
 
-def _chunks(items: Sequence[_Target], size: int) -> Iterator[list[_Target]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 def _targets(session: Session, refs: Sequence[str] | None) -> list[_Target]:
     if refs is None:
         rows = session.execute(select(Study.id, Study.citekey, Study.doi).order_by(Study.id)).all()
@@ -1220,8 +1214,8 @@ def enrich(
     cached = [t for t in with_doi if t.doi in in_cache or cache_only]
     stopped: CrossrefError | None = None
     committed = False
-    plan = [(chunk, True) for chunk in _chunks(to_fetch, chunk_size)]
-    plan += [(chunk, False) for chunk in _chunks(cached, chunk_size)]
+    plan = [(chunk, True) for chunk in chunks(to_fetch, chunk_size)]
+    plan += [(chunk, False) for chunk in chunks(cached, chunk_size)]
     for chunk, fetch in plan:
         fetched: dict[str, CrossrefWork | CrossrefError] = {}
         if fetch and stopped is None:

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from evidence import ids, vocab
 from evidence.errors import DuplicateRecord, InvalidValue, RecordNotFound, UnknownName
-from evidence.formats.common import letters
 from evidence.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
+from evidence.sequences import letters
 
 # Bibliographic and clinical fields a user may set directly, with their kind.
 TEXT_FIELDS = (

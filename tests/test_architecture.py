@@ -112,3 +112,9 @@ def test_export_workers_start_without_sqlalchemy() -> None:
     """An export worker process imports evidence.sqlite_export and the formats, nothing heavier."""
     heavy = ("click", "sqlalchemy", "pandas", "isal", "evidence.models", "evidence.db")
     assert modules_imported_by("import evidence.sqlite_export, evidence.formats.tabular", heavy) == []
+
+
+def test_the_query_path_does_not_load_the_citation_formats() -> None:
+    """`find` and `show` go through evidence.query and evidence.records: the helpers they share with the
+    formats live in evidence.sequences, so they do not load every format (10-40 ms)."""
+    assert modules_imported_by("import evidence.query, evidence.records", ("evidence.formats",)) == []

@@ -226,7 +226,7 @@ def test_read_file_detects_and_reads(tmp_path: Path) -> None:
 
 def test_formats_import_no_heavy_or_forbidden_modules() -> None:
     heavy = ("click", "sqlalchemy", "evidence.models", "pandas", "citeproc", "bibtexparser", "rispy",
-             "pylatexenc", "openpyxl", "isal")  # fmt: skip
+             "pylatexenc", "openpyxl", "isal", "orjson", "urllib.request")  # fmt: skip
     assert modules_imported_by("import evidence.formats, evidence.formats.cite", heavy) == []
 
 

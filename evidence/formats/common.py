@@ -22,9 +22,9 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any, TextIO
 
+from evidence.sequences import chunks, letters
 from evidence.vocab import CLAIM_BY_NAME, DESIGN_LEVELS, MECHANISM_BY_NAME, POPULATIONS, STANCES
 
 Study = dict[str, Any]
@@ -444,16 +444,6 @@ class CitekeyAllocator:
         return key
 
 
-def letters(n: int) -> str:
-    """The n-th (from 1) of a, b, ... z, aa, ab, ...: citekey suffixes, and upper-cased, spreadsheet
-    columns."""
-    text = ""
-    while n:
-        n, rem = divmod(n - 1, 26)
-        text = chr(97 + rem) + text
-    return text
-
-
 # --- pages, years, names -------------------------------------------------------------------------
 
 _PAGE_DASHES = re.compile(r"\s*(?:-{1,3}|\u2013|\u2014|\u2012|\u2212)\s*")
@@ -551,9 +541,9 @@ class TextLayout:
 def write_text(studies: Iterable[Study], layout: TextLayout, out: TextIO, *, run: int = RUN) -> int:
     """Write studies to `out` in `layout`, a run at a time; returns the count."""
     keys = CitekeyAllocator()
-    iterator = iter(studies)
-    batches = iter(lambda: list(islice(iterator, run)), [])
-    return join_runs(((layout.entries(batch, keys), len(batch)) for batch in batches), layout, out)
+    return join_runs(
+        ((layout.entries(batch, keys), len(batch)) for batch in chunks(studies, run)), layout, out
+    )
 
 
 def join_runs(runs: Iterable[tuple[Any, int]], layout: TextLayout, out: Any, *, encoded: bool = False) -> int:

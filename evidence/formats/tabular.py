@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -43,6 +42,7 @@ from evidence.formats.common import (
     write_text,
 )
 from evidence.formats.xlsx import Segment, Sheet, check_target, deflate, write_workbook
+from evidence.sequences import chunks
 from evidence.vocab import CLAIM_BY_NAME
 
 COLUMNS: tuple[str, ...] = (*STUDY_KEYS, "findings")
@@ -148,8 +148,7 @@ def write_xlsx(studies: Iterable[Study], out: str | Path | BinaryIO) -> int:
     """
     check_target(out)
     segments, count = [], 0
-    iterator = iter(studies)
-    for batch in iter(lambda: list(islice(iterator, RUN)), []):
+    for batch in chunks(studies, RUN):
         segments.append(xlsx_segment(batch, count + 2))
         count += len(batch)
     return write_xlsx_segments(segments, count, out)

@@ -28,10 +28,9 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
-from xml.sax.saxutils import escape
 
 from evidence.errors import ExportError
-from evidence.formats.common import letters
+from evidence.sequences import letters
 
 MAX_ROWS = 1_048_576  # Excel's rows per sheet, the header row included
 MAX_CELL_CHARS = 32_767  # Excel's characters per cell
@@ -236,7 +235,8 @@ _XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 
 def _fixed_parts(sheet_name: str) -> list[tuple[str, str]]:
     """Every part but the sheet: content types, relationships, the workbook and its (default) styles."""
-    name = escape(sheet_name, {'"': "&quot;"})
+    # Escaped here rather than by xml.sax.saxutils, which imports urllib (20 ms on every command's start).
+    name = sheet_name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
     return [
         (
             "[Content_Types].xml",
