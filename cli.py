@@ -199,6 +199,16 @@ def emit_rows(
     return count
 
 
+def confirm_or_stop(question: str, refused: str, action: str) -> None:
+    """Ask on stderr; a "no", or nobody to answer (no stdin, as in CI), stops the command with exit 1."""
+    try:
+        confirmed = click.confirm(question, default=False, err=True)
+    except click.Abort:
+        raise click.ClickException(f"{refused}: nobody answered; rerun with --yes to {action}") from None
+    if not confirmed:
+        raise click.ClickException(refused)
+
+
 def choice(names: Iterable[str]) -> click.Choice[str]:
     return click.Choice(list(names), case_sensitive=False)
 
@@ -643,14 +653,7 @@ def remove(state: AppState, ref: str, yes: bool) -> None:
     with state.database().transaction() as session:
         description = describe_ref(session, ref)
         if not yes:
-            try:
-                confirmed = click.confirm(f"Remove {description}?", default=False, err=True)
-            except click.Abort:  # no answer at all (no stdin, as in CI)
-                raise click.ClickException(
-                    f"not removed: nobody answered; rerun with --yes to remove {ref}"
-                ) from None
-            if not confirmed:
-                raise click.ClickException("not removed")
+            confirm_or_stop(f"Remove {description}?", "not removed", f"remove {ref}")
         remove_ref(session, ref)
     click.echo(f"removed {description}", err=True)
 
@@ -1237,34 +1240,119 @@ class ByteProgress:
     help="File format (auto: recognised from the content).",
 )
 @click.option("--dry-run", is_flag=True, help="Do everything, report, and roll back: nothing is written.")
+@click.option(
+    "--report",
+    "report_path",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also write the whole report as JSON: every record's line, what became of it, possible duplicates.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @pass_state
-def import_command(state: AppState, /, file: str, fmt: str, dry_run: bool, quiet: bool) -> None:
+def import_command(
+    state: AppState, /, file: str, fmt: str, dry_run: bool, report_path: str | None, quiet: bool
+) -> None:
     """Import a citation file (BibTeX, RIS, CSL-JSON, PubMed NBIB or our CSV); FILE '-' reads stdin.
 
-    Every record is checked first; duplicates are found by DOI, PMID, or title + first author + year
-    (fuzzy) against the library and within the file, and merged field by field: missing fields are
-    filled, differing ones reported as conflicts and never overwritten. Claims, mechanisms, levels, tags
-    and notes written by `evidence export` come back. One transaction: a malformed record anywhere stops
-    the import with its line, and the library is unchanged.
+    Every record is checked first. A record is a study the library (or the file) already has when its
+    DOI or PMID says so, or when its title is the same once case, punctuation, accents, British/American
+    spelling and a dropped subtitle are set aside, with the same first author (initials that agree) and
+    year; it is merged field by field: missing fields are filled, differing ones reported as conflicts and
+    never overwritten. Titles that differ in a word or a number are different studies. A record that only
+    may be one (a typo in the title, a year apart) is imported as new and listed as a possible duplicate:
+    see `evidence duplicates` and `evidence merge`. Claims, mechanisms, levels, tags and notes written by
+    `evidence export` come back. One transaction: a malformed record anywhere stops the import with its
+    line, and the library is unchanged.
 
     \b
     Examples:
       evidence import zotero.ris
       evidence import pubmed-search.nbib --dry-run
-      evidence import colleague.bib --format bibtex
+      evidence import colleague.bib --format bibtex --report colleague-import.json
       cat refs.json | evidence import -
     """
     from evidence.exchange import import_path, import_stream
 
     database = state.database()
+    keep = report_path is not None
     if file == "-":
-        report = import_stream(database, sys.stdin, fmt=fmt, dry_run=dry_run)
+        report = import_stream(database, sys.stdin, fmt=fmt, dry_run=dry_run, keep_outcomes=keep)
     else:
         with ByteProgress("Importing", quiet) as progress:
-            report = import_path(database, file, fmt=fmt, dry_run=dry_run, on_progress=progress)
+            report = import_path(
+                database, file, fmt=fmt, dry_run=dry_run, on_progress=progress, keep_outcomes=keep
+            )
     for line in report.summary_lines(dry_run=dry_run):
         click.echo(line, err=True)
+    if report_path is not None:
+        with open(report_path, "w", encoding="utf-8") as out:  # noqa: PTH123 (click gives a str path)
+            json.dump(report.as_dict(dry_run=dry_run), out, ensure_ascii=False, indent=1)
+        click.echo(f"wrote the import report to {report_path}", err=True)
+
+
+@cli.command()
+@output_options
+@pass_state
+def duplicates(state: AppState, fmt: str, output: str | None, columns: str | None) -> None:
+    """List pairs of library studies that are, or may be, one work.
+
+    "likely": the same DOI or PMID, or the same title (spelling aside), first author and year, as the
+    importer would have merged. "possible": close but not certain (a typo in the title, a year apart,
+    one without authors), as the importer lists them. Nothing is changed: merge a pair with
+    `evidence merge KEEP OTHER`.
+
+    \b
+    Examples:
+      evidence duplicates
+      evidence duplicates --format csv -o duplicates.csv
+    """
+    from evidence.duplicates import library_duplicates
+
+    with state.database().transaction() as session:
+        pairs, _work = library_duplicates(session)
+    if not pairs and fmt == "table":
+        click.echo("no duplicates found", err=True)
+        return
+    emit_rows(
+        (pair.as_row() for pair in pairs),
+        fmt,
+        output,
+        columns,
+        table_columns=("kind", "study", "other", "why", "study_title"),
+        title="Possible duplicates",
+    )
+
+
+@cli.command()
+@click.argument("keep", metavar="KEEP", type=REF)
+@click.argument("other", metavar="OTHER", type=REF)
+@click.option("--yes", is_flag=True, help="Do not ask first.")
+@pass_state
+def merge(state: AppState, keep: str, other: str, yes: bool) -> None:
+    """Merge study OTHER into study KEEP, then remove OTHER (asks first unless --yes).
+
+    KEEP's fields stay; what it lacks is filled from OTHER; OTHER's authors (if KEEP has none), tags,
+    claim links and notes come over. A claim both link with different stances keeps KEEP's, and every
+    such difference is reported. One transaction.
+
+    \b
+    Examples:
+      evidence merge smith2020effects smith2020effectsa
+      evidence merge 12 57 --yes
+    """
+    from evidence.duplicates import merge_studies
+    from evidence.library import describe_ref
+
+    with state.database().transaction() as session:
+        if not yes:
+            question = f"Merge {describe_ref(session, other)} into {describe_ref(session, keep)}?"
+            confirm_or_stop(question, "not merged", f"merge {other} into {keep}")
+        result = merge_studies(session, keep, other)
+    filled = f"; filled {', '.join(result.filled)}" if result.filled else ""
+    click.echo(f"merged {result.removed} into {result.kept}{filled}", err=True)
+    for conflict in result.conflicts:
+        click.echo(f"  conflict: {conflict} (kept {result.kept}'s)", err=True)
 
 
 # --- database -----------------------------------------------------------------------------------------

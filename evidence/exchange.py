@@ -234,6 +234,7 @@ def import_path(
     fmt: str = "auto",
     dry_run: bool = False,
     on_progress: Progress | None = None,
+    keep_outcomes: bool = False,
 ) -> ImportReport:
     """Import a citation file in one transaction (rolled back for a dry run or on any error).
 
@@ -248,17 +249,28 @@ def import_path(
     progress = on_progress or (lambda _done, _size: None)
     if size >= PARALLEL_MIN_BYTES and "fork" in multiprocessing.get_all_start_methods():
         records = _records_from_worker(path, fmt, progress)
-        return _import(database, records, str(path), dry_run=dry_run, validated=True)
+        return _import(
+            database, records, str(path), dry_run=dry_run, validated=True, keep_outcomes=keep_outcomes
+        )
     with path.open("rb") as binary, _text(binary, fmt) as text:
         stream = _reporting(read_stream(text, str(path), fmt), binary.tell, size, progress)
-        return _import(database, stream, str(path), dry_run=dry_run)
+        return _import(database, stream, str(path), dry_run=dry_run, keep_outcomes=keep_outcomes)
 
 
 def import_stream(
-    database: Database, stream: TextIO, *, name: str = "<stdin>", fmt: str = "auto", dry_run: bool = False
+    database: Database,
+    stream: TextIO,
+    *,
+    name: str = "<stdin>",
+    fmt: str = "auto",
+    dry_run: bool = False,
+    keep_outcomes: bool = False,
 ) -> ImportReport:
-    """Import from an open text stream (stdin); `name` stands for it in messages."""
-    return _import(database, read_stream(stream, name, fmt), name, dry_run=dry_run)
+    """Import from an open text stream (stdin); `name` stands for it in messages. `keep_outcomes`: the
+    report keeps every record's outcome (else only those merged, duplicated or in conflict)."""
+    return _import(
+        database, read_stream(stream, name, fmt), name, dry_run=dry_run, keep_outcomes=keep_outcomes
+    )
 
 
 def _text(binary: BinaryIO, fmt: str) -> TextIO:
@@ -277,11 +289,16 @@ def _reporting(
 
 
 def _import(
-    database: Database, records: Iterable[Study], name: str, *, dry_run: bool, validated: bool = False
+    database: Database,
+    records: Iterable[Study],
+    name: str,
+    *,
+    dry_run: bool,
+    validated: bool = False,
+    keep_outcomes: bool = False,
 ) -> ImportReport:
     with _gc_paused(), _transaction(database, commit=not dry_run) as session:
-        # A large import keeps only the records that were merged, duplicated or in conflict.
-        return import_records(session, records, path=name, keep_outcomes=False, validated=validated)
+        return import_records(session, records, path=name, keep_outcomes=keep_outcomes, validated=validated)
 
 
 # Parsing (tokenizing, LaTeX decoding) and validating take about half of a large import, finding

@@ -1,8 +1,10 @@
 """Bringing citation files into the library: validate every record, find duplicates, merge, bulk insert.
 
 A record is a study dict from `evidence.formats` (with ``_line``). Duplicates are found against the
-library and within the file by DOI, then PMID, then normalised title + first author + year (rapidfuzz).
-A duplicate of a library study is merged field by field: missing fields are filled (and marked as coming
+library and within the file by `evidence.matching`: DOI, then PMID, then canonical title + compatible
+first author + year; a record that only may be a duplicate (a typo in the title, a year apart) is
+imported as new and listed in the report as a possible duplicate, for the clinician to decide. A
+duplicate of a library study is merged field by field: missing fields are filled (and marked as coming
 from the import), differing values are reported as conflicts and never overwrite what is there. New
 studies go in through `evidence.bulk` in chunks. The caller owns the (single) transaction, so a
 malformed record anywhere leaves the library unchanged.
@@ -10,9 +12,8 @@ malformed record anywhere leaves the library unchanged.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from evidence import records, vocab
 from evidence.bulk import CitekeyAllocator, insert_studies
 from evidence.errors import EvidenceError, ImportFormatError, InvalidValue
+from evidence.matching import DuplicateIndex, Identity, MatchStats, compare
 from evidence.models import Author, Study, utcnow
 
 # Fields an import may fill on an existing study (never overwrite).
@@ -31,8 +33,9 @@ MERGE_FIELDS = tuple(
 # What a record may set (population_detail and notes are handled on their own).
 _SCALARS = tuple(f for f in records.STUDY_FIELDS if f not in ("population_detail", "notes"))
 STATUSES = ("ok", "corrected", "expression-of-concern", "retracted")  # least to most severe
-TITLE_MATCH = 92.0  # rapidfuzz ratio (0-100) on normalised titles, with the same first author and year
 CHUNK = 2000
+ACTIONS = ("added", "merged", "unchanged", "duplicate-in-file")
+SHOWN_POSSIBLE = 50  # possible duplicates listed in the summary (all of them in the JSON report)
 
 
 @dataclass
@@ -47,12 +50,25 @@ class ImportOutcome:
 
 
 @dataclass
+class PossibleDuplicate:
+    """A record imported as new that may be a study the library (or the file) already has."""
+
+    line: int | None
+    study: str  # citekey it was imported as
+    resembles: str  # citekey of the study it may duplicate
+    resembles_line: int | None  # that study's line when it came from the same file
+    why: str
+
+
+@dataclass
 class ImportReport:
     path: str
     outcomes: list[ImportOutcome] = field(default_factory=list)
     keep_outcomes: bool = True
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     warnings: list[tuple[int | None, str]] = field(default_factory=list)  # (line, what was skipped)
+    possible_duplicates: list[PossibleDuplicate] = field(default_factory=list)
+    work: MatchStats = field(default_factory=MatchStats)
 
     def record(self, outcome: ImportOutcome) -> None:
         self.counts[outcome.action] += 1
@@ -87,6 +103,8 @@ class ImportReport:
             f"{counts['unchanged']} already in the library unchanged, "
             f"{counts['duplicate-in-file']} duplicates within the file, {conflicts} conflicts"
         )
+        if self.possible_duplicates:
+            head += f", {len(self.possible_duplicates)} possible duplicates (imported as new)"
         lines = [head]
         if not self.total:
             lines.append(f"  {self.path}: warning: no records found (is it empty, or in another format?)")
@@ -102,26 +120,61 @@ class ImportReport:
                 )
             for conflict in outcome.conflicts:
                 lines.append(f"  {where}: conflict with {outcome.study}: {conflict}")
+        for possible in self.possible_duplicates[:SHOWN_POSSIBLE]:
+            where = f"{self.path}:{possible.line}" if possible.line is not None else self.path
+            other = possible.resembles
+            if possible.resembles_line is not None:
+                other += f" (line {possible.resembles_line})"
+            lines.append(
+                f"  {where}: possible duplicate of {other}, imported as {possible.study} ({possible.why})"
+            )
+        hidden = len(self.possible_duplicates) - SHOWN_POSSIBLE
+        if hidden > 0:
+            lines.append(f"  ... and {hidden} more possible duplicates (all of them: import --report FILE)")
+        if self.possible_duplicates:
+            lines.append("  check them with `evidence duplicates`; `evidence merge A B` joins two studies")
         return lines
+
+    def as_dict(self, *, dry_run: bool = False) -> dict[str, Any]:
+        """The whole report as plain data (for `import --report FILE.json`)."""
+        return {
+            "path": self.path,
+            "dry_run": dry_run,
+            "counts": {action: self.counts[action] for action in ACTIONS},
+            "records": [
+                {
+                    "line": o.line,
+                    "action": o.action,
+                    "study": o.study,
+                    "matched_by": o.matched_by,
+                    "filled": o.filled,
+                    "conflicts": o.conflicts,
+                }
+                for o in self.outcomes
+            ],
+            "possible_duplicates": [
+                {
+                    "line": p.line,
+                    "study": p.study,
+                    "resembles": p.resembles,
+                    "resembles_line": p.resembles_line,
+                    "why": p.why,
+                }
+                for p in self.possible_duplicates
+            ],
+            "warnings": [{"line": line, "message": message} for line, message in self.warnings],
+            "work": {
+                "records": self.work.records,
+                "candidates": self.work.candidates,
+                "pairs_scored": self.work.pairs_scored,
+            },
+        }
 
 
 def _short(value: Any, limit: int = 70) -> str:
     """A value for a conflict line: repr, cut to `limit` characters (an abstract would fill the screen)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-def normalise_title(title: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9 ]", " ", records.ascii_fold(title).lower()).split())
-
-
-def _family_key(authors: list[Mapping[str, Any]]) -> str:
-    if not authors:
-        return ""
-    first = authors[0]
-    return re.sub(
-        r"[^a-z]", "", records.ascii_fold(str(first.get("family") or first.get("name") or "")).lower()
-    )
 
 
 def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
@@ -194,75 +247,44 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
     return clean
 
 
-class DuplicateIndex:
-    """DOI, PMID and (first author, year) → titles, for the library and the records seen so far.
-
-    Two records with different DOIs (or different PMIDs) are different works however alike their titles:
-    templated titles ("Effects of IASTM on ...: a randomized controlled trial") by the same first author in
-    the same year are common, and merging them would lose a study.
-    """
-
-    def __init__(self) -> None:
-        self.by_doi: dict[str, str] = {}
-        self.by_pmid: dict[str, str] = {}
-        # (first author, year) -> parallel lists: normalised titles, and (key, doi, pmid) of each.
-        self.titles: dict[tuple[str, int | None], list[str]] = defaultdict(list)
-        self.entries: dict[tuple[str, int | None], list[tuple[str, str | None, str | None]]] = defaultdict(
-            list
+def library_records(session: Session) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(id, citekey, what identifies it) for every library study, by id: DOI, PMID, year, title and the
+    first author, the fields `evidence.matching.Identity` reads."""
+    first_authors = {
+        study_id: {"family": family, "given": given, "name": name}
+        for study_id, family, given, name in session.execute(
+            select(Author.study_id, Author.family, Author.given, Author.name).where(Author.position == 0)
         )
-
-    def add(
-        self, key: str, doi: str | None, pmid: str | None, family: str, year: int | None, title: str
-    ) -> None:
-        if doi:
-            self.by_doi[doi] = key
-        if pmid:
-            self.by_pmid[pmid] = key
-        self.titles[(family, year)].append(normalise_title(title))
-        self.entries[(family, year)].append((key, doi, pmid))
-
-    def match(self, rec: Mapping[str, Any]) -> tuple[str, str] | None:
-        doi, pmid = rec.get("doi"), rec.get("pmid")
-        if doi and doi in self.by_doi:
-            return self.by_doi[doi], "doi"
-        if pmid and pmid in self.by_pmid:
-            return self.by_pmid[pmid], "pmid"
-        bucket = (_family_key(rec["authors"]), rec.get("year"))
-        titles = self.titles.get(bucket)
-        if not titles:
-            return None
-        from rapidfuzz import fuzz, process
-
-        entries = self.entries[bucket]
-        for _title, score, position in process.extract(
-            normalise_title(rec["title"]), titles, scorer=fuzz.ratio, score_cutoff=TITLE_MATCH, limit=None
-        ):
-            key, other_doi, other_pmid = entries[position]
-            if (doi and other_doi and doi != other_doi) or (pmid and other_pmid and pmid != other_pmid):
-                continue
-            return key, f"title+author+year ({score:.0f}%)"
-        return None
+    }
+    for study_id, citekey, doi, pmid, year, title in session.execute(
+        select(Study.id, Study.citekey, Study.doi, Study.pmid, Study.year, Study.title).order_by(Study.id)
+    ):
+        first = first_authors.get(study_id)
+        yield (
+            study_id,
+            citekey,
+            {"doi": doi, "pmid": pmid, "year": year, "title": title, "authors": [first] if first else []},
+        )
 
 
 def _library_index(session: Session) -> DuplicateIndex:
     index = DuplicateIndex()
-    first_authors = {
-        study_id: (family or name or "")
-        for study_id, family, name in session.execute(
-            select(Author.study_id, Author.family, Author.name).where(Author.position == 0)
-        )
-    }
-    for study_id, doi, pmid, year, title in session.execute(
-        select(Study.id, Study.doi, Study.pmid, Study.year, Study.title)
-    ):
-        family = re.sub(r"[^a-z]", "", records.ascii_fold(first_authors.get(study_id, "")).lower())
-        index.add(f"id:{study_id}", doi, pmid, family, year, title)
+    for study_id, _citekey, rec in library_records(session):
+        index.add(Identity.of(f"id:{study_id}", rec))
     return index
 
 
-def _merge_into_study(
-    session: Session, study: Study, rec: Mapping[str, Any], outcome: ImportOutcome, index: DuplicateIndex
+def merge_record(
+    session: Session,
+    study: Study,
+    rec: Mapping[str, Any],
+    outcome: ImportOutcome,
+    index: DuplicateIndex,
+    *,
+    source: str = "import",
 ) -> None:
+    """Fill what `study` lacks from the validated record `rec`; what both have and differ in is a
+    conflict in `outcome`, and the study's value stays. `source` marks the filled fields."""
     sources = dict(study.field_sources or {})
     outcome.conflicts.extend(
         _identity_conflicts(
@@ -288,14 +310,14 @@ def _merge_into_study(
             (index.by_doi if name == "doi" else index.by_pmid)[new] = f"id:{study.id}"
         if old in (None, ""):
             setattr(study, name, new)
-            sources[name] = "import"
+            sources[name] = source
             outcome.filled.append(name)
         elif str(old).strip().lower() != str(new).strip().lower():
             outcome.conflicts.append(f"{name}: library has {_short(old)}, file has {_short(new)}")
     if study.design and not study.level_overridden:
         study.level = vocab.level_for_design(study.design)
     if not study.authors and rec["authors"]:
-        records.edit_study(session, study, {}, authors=rec["authors"], source="import")
+        records.edit_study(session, study, {}, authors=rec["authors"], source=source)
         outcome.filled.append("authors")
     existing_tags = {t.tag for t in study.tags}
     for tag in rec["tags"]:
@@ -337,15 +359,17 @@ def _identity_conflicts(
     a typo, and the user must see it (the record is still merged by its identifier)."""
     if matched_by not in ("doi", "pmid"):
         return []
-    from rapidfuzz import fuzz
-
     found: list[str] = []
-    if fuzz.ratio(normalise_title(title), normalise_title(rec["title"])) < TITLE_MATCH:
+    # Compared without identifiers and years: only what the title and the first author say.
+    theirs = Identity.of("", {"title": title, "authors": list(authors)[:1]})
+    this = Identity.of("", {"title": rec["title"], "authors": rec["authors"][:1]})
+    verdict = compare(theirs, this)
+    if verdict.kind == "distinct" and verdict.why.startswith("titles"):
         found.append(
             f"title: {ours} has {_short(title)}, this one {_short(rec['title'])} "
             f"(same {matched_by.upper()}: check it)"
         )
-    if authors and rec["authors"] and _family_key(list(authors)) != _family_key(rec["authors"]):
+    if authors and rec["authors"] and theirs.family != this.family:
         found.append(f"first author differs from {ours}'s (same {matched_by.upper()}: check it)")
     return found
 
@@ -406,9 +430,12 @@ def import_records(
     through `validate_record` (in a parsing worker process, see `evidence.exchange`)."""
     report = ImportReport(path, keep_outcomes=keep_outcomes)
     index = _library_index(session)
+    report.work = index.stats
     allocator = CitekeyAllocator(session)
     pending: dict[str, dict[str, Any]] = {}
-    counter = 0
+    lines: dict[str, int | None] = {}  # key of each record added -> its line in the file
+    possible: list[tuple[str, str, str]] = []  # (key of the record added, key it may duplicate, why)
+    index_key_rewrite: dict[str, str] = {}  # "#n" -> "id:N" once inserted
 
     def flush() -> None:
         if not pending:
@@ -419,25 +446,24 @@ def import_records(
             index_key_rewrite[key] = f"id:{study_id}"
         pending.clear()
 
-    index_key_rewrite: dict[str, str] = {}
     for raw in raw_records:
         rec = cast(dict[str, Any], raw) if validated else validate_record(raw, path)
         report.warnings.extend((rec["_line"], message) for message in rec.pop("_warnings", ()))
         outcome = ImportOutcome(rec["_line"], rec["title"], "added")
-        found = index.match(rec)
+        key = f"#{len(lines) + 1}"
+        identity = Identity.of(key, rec)
+        found, how, maybe = index.match(identity)
         if found is not None:
-            key, how = found
             outcome.matched_by = how
-            if key in pending:
-                outcome.action, outcome.study = "duplicate-in-file", key
-                _merge_pending(pending[key], rec, outcome, key, index)
+            if found in pending:
+                outcome.action, outcome.study = "duplicate-in-file", found
+                _merge_pending(pending[found], rec, outcome, found, index)
             else:
                 # A study this import already inserted (an earlier chunk) is a duplicate within the file.
-                in_file = key in index_key_rewrite
-                key = index_key_rewrite.get(key, key)
-                study = session.get(Study, int(key[3:]))
+                in_file = found in index_key_rewrite
+                study = session.get(Study, int(index_key_rewrite.get(found, found)[3:]))
                 assert study is not None
-                _merge_into_study(session, study, rec, outcome, index)
+                merge_record(session, study, rec, outcome, index)
                 if in_file:
                     outcome.action = "duplicate-in-file"
                 else:
@@ -445,15 +471,54 @@ def import_records(
                 outcome.study = study.citekey
             report.record(outcome)
             continue
-        counter += 1
-        key = f"#{counter}"
+        possible.extend((key, m.other, m.why) for m in maybe)
         pending[key] = rec
-        index.add(
-            key, rec.get("doi"), rec.get("pmid"), _family_key(rec["authors"]), rec.get("year"), rec["title"]
-        )
+        lines[key] = rec["_line"]
+        index.add(identity)
         outcome.study = key
         report.record(outcome)
         if len(pending) >= CHUNK:
             flush()
     flush()
+    # Typos in a title are not in the hash look-ups: a sorted-neighbourhood pass finds them, for the report.
+    possible.extend((p.key, p.other, p.why) for p in index.neighbours(wanted=lines))
+    citekeys = _citekeys(
+        session,
+        [index_key_rewrite.get(k, k) for k, _, _ in possible]
+        + [index_key_rewrite.get(k, k) for _, k, _ in possible]
+        + [index_key_rewrite.get(str(o.study), "") for o in report.outcomes],
+    )
+    for outcome in report.outcomes:
+        if outcome.study in index_key_rewrite:
+            outcome.study = citekeys[index_key_rewrite[outcome.study]]
+    seen: set[tuple[str, str]] = set()
+    for key, other, why in possible:
+        if key not in lines:  # the pair as found by the neighbourhood pass: make the new record come first
+            key, other = other, key
+        if (key, other) in seen:
+            continue
+        seen.add((key, other))
+        if other in lines and (lines[other] or 0) > (lines[key] or 0):
+            key, other = other, key  # both from the file: the later line may duplicate the earlier one
+        report.possible_duplicates.append(
+            PossibleDuplicate(
+                lines.get(key),
+                citekeys[index_key_rewrite.get(key, key)],
+                citekeys[index_key_rewrite.get(other, other)],
+                lines.get(other),
+                why,
+            )
+        )
+    report.possible_duplicates.sort(key=lambda p: (p.line is None, p.line or 0))
     return report
+
+
+def _citekeys(session: Session, keys: Iterable[str]) -> dict[str, str]:
+    """ "id:N" -> the citekey of study N, for every such key given."""
+    wanted = sorted({int(k[3:]) for k in keys if k.startswith("id:")})
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        batch = wanted[start : start + 500]
+        for study_id, citekey in session.execute(select(Study.id, Study.citekey).where(Study.id.in_(batch))):
+            found[f"id:{study_id}"] = citekey
+    return found

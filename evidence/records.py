@@ -6,7 +6,6 @@ Values are validated here (not only in the CLI) so that a notebook user gets the
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from evidence import ids, vocab
 from evidence.errors import DuplicateRecord, InvalidValue, RecordNotFound, UnknownName
+from evidence.matching import ascii_fold
 from evidence.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
 from evidence.sequences import letters
 
@@ -230,21 +230,6 @@ def check_citekey(value: str) -> str:
 
 
 # --- citekeys --------------------------------------------------------------------------------------------
-
-
-# Letters NFKD cannot take apart into an ASCII base and a mark (Ødegård, Wałęsa, Straße).
-_TRANSLITERATE = str.maketrans({
-    "Ø": "O", "ø": "o", "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "ß": "ss", "Æ": "AE", "æ": "ae",
-    "Œ": "OE", "œ": "oe", "Þ": "Th", "þ": "th", "\u0131": "i",
-})  # fmt: skip
-
-
-def ascii_fold(text: str) -> str:
-    return (
-        unicodedata.normalize("NFKD", text.translate(_TRANSLITERATE))
-        .encode("ascii", "ignore")
-        .decode("ascii")
-    )
 
 
 def citekey_base(family: str | None, year: int | None, title: str | None) -> str:

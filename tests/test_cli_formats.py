@@ -368,7 +368,7 @@ def test_import_adds_merges_duplicates_in_file_and_reports(empty_library: Path, 
         "unchanged, 1 duplicates within the file, 1 conflicts"
     )
     assert lines[1] == (
-        f"  {source}:17: conflict with #1: journal: first record has 'Journal of Imports', "
+        f"  {source}:17: conflict with doe2020first: journal: first record has 'Journal of Imports', "
         "this one 'J Imports'"
     )
     doe, roe = sorted(rows(empty_library), key=lambda s: s["year"])
@@ -549,7 +549,7 @@ def test_dry_run_reports_and_rolls_back(library: Path, tmp_path: Path) -> None:
     lines = result.stderr.splitlines()
     assert lines[0].startswith(f"dry run, nothing written: would import {source}: 4 records: 2 added, ")
     assert "1 already in the library unchanged, 1 duplicates within the file" in lines[0]
-    assert f"  {source}:17: duplicate-in-file -> #1 by doi (filled volume)" in lines
+    assert f"  {source}:17: duplicate-in-file -> doe2020first by doi (filled volume)" in lines
     assert any(line.endswith("unchanged -> bayliss2011treatment by doi") for line in lines)
 
 

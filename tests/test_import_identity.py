@@ -26,8 +26,8 @@ def test_identifier_collisions_are_conflicts_not_crashes(tmp_path: Path) -> None
     result = run("import", str(source))
     err = result.stderr
     assert "2 added" in err
-    assert "collide.bib:2: conflict with #1: pmid: 19574659 belongs to another study; not filled" in err
-    assert "collide.bib:6: conflict with #2: title:" in err and "(same DOI: check it)" in err
+    assert "collide.bib:2: conflict with a1: pmid: 19574659 belongs to another study; not filled" in err
+    assert "collide.bib:6: conflict with b1: title:" in err and "(same DOI: check it)" in err
     assert "collide.bib:7: conflict with davidson1997rat: title:" in err
     assert "first author differs from the library's" in err
     after = {r["citekey"]: r for r in run_json("find")}
