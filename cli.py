@@ -18,10 +18,11 @@ import click
 
 from evidence import vocab
 from evidence.errors import EvidenceError
+from evidence.schema import STUDY_FIELDS
 
 if TYPE_CHECKING:
     from evidence.config import Settings
-    from evidence.db import Database
+    from evidence.store.db import Database
 
 from evidence import __version__
 
@@ -83,10 +84,10 @@ class AppState:
 
     def database(self, *, seed: bool = True) -> Database:
         if self._database is None:
-            from evidence.db import open_database
+            from evidence.library import open_library
 
             try:
-                self._database = open_database(self.settings, seed=seed)
+                self._database = open_library(self.settings, seed=seed)
             finally:
                 gc.freeze()
                 gc.enable()
@@ -180,7 +181,9 @@ def emit_rows(
     table_columns: Iterable[str] | None = None,
     title: str | None = None,
     fields: Iterable[str] | None = None,
+    empty: str = "no studies match",
 ) -> int:
+    """Write rows as the listing options say; an empty table is a message on stderr (`empty`)."""
     from evidence.render import open_output, write_rows
 
     names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
@@ -194,6 +197,8 @@ def emit_rows(
             title=title,
             fields=list(fields) if fields else None,
         )
+    if not count and fmt == "table":
+        click.echo(empty, err=True)
     if output not in (None, "-"):
         click.echo(f"wrote {count} rows to {output}", err=True)
     return count
@@ -313,23 +318,10 @@ def find_filter_options(func: F) -> F:
 
 
 def make_filters(params: dict[str, Any]) -> Any:
+    """find's filters from the options `find_filter_options` declared (named as FindFilters' fields)."""
     from evidence.query import FindFilters
 
-    return FindFilters(
-        mechanisms=list(params.get("mechanisms") or ()),
-        claims=list(params.get("claims") or ()),
-        stances=list(params.get("stances") or ()),
-        designs=list(params.get("designs") or ()),
-        max_level=params.get("max_level"),
-        population=params.get("population"),
-        condition=params.get("condition"),
-        year_from=params.get("year_from"),
-        year_to=params.get("year_to"),
-        tags=list(params.get("tags") or ()),
-        min_pedro=params.get("min_pedro"),
-        text=params.get("text"),
-        exclude_retracted=bool(params.get("exclude_retracted")),
-    )
+    return FindFilters.from_options(params)
 
 
 @cli.command()
@@ -371,7 +363,7 @@ def find(
 
     with state.database().transaction() as session:
         rows = find_studies(session, make_filters(params), sort=sort, limit=limit)
-    from evidence.query import ROW_FIELDS
+    from evidence.schema import ROW_FIELDS
 
     emit_rows(rows, fmt, output, columns, table_columns=STUDY_TABLE, fields=ROW_FIELDS)
 
@@ -443,26 +435,20 @@ def study_field_options(func: F) -> F:
     return func
 
 
-FIELD_PARAMS = (
-    "title",
-    "journal",
-    "year",
-    "volume",
-    "issue",
-    "pages",
-    "doi",
-    "pmid",
-    "pmcid",
-    "citekey",
-    "design",
-    "level",
-    "population",
-    "condition",
-    "body_region",
-    "sample_size",
-    "pedro",
-    "abstract",
-    "url",
+# The study's fields that `add` and `edit` take as options (the rest come from Crossref or an import).
+FIELD_PARAMS = tuple(
+    f
+    for f in STUDY_FIELDS
+    if f
+    not in (
+        "issn",
+        "publisher",
+        "article_number",
+        "publication_type",
+        "language",
+        "notes",
+        "population_detail",
+    )
 )
 
 
@@ -859,34 +845,42 @@ def summary(state: AppState, by: str, fmt: str, columns: str | None, output: str
       evidence summary
       evidence summary --by level --format csv
     """
-    from evidence.query import summary_frame
+    from evidence.query import summary_rows
 
     with state.database().transaction() as session:
-        frame = summary_frame(session, by)
-    rows = frame.to_dict(orient="records") if len(frame) else []
+        rows = summary_rows(session, by)
     emit_rows(rows, fmt, output, columns)
 
 
 # --- Crossref -----------------------------------------------------------------------------------------
 
 
-class StderrProgress:
-    """A click progress bar on stderr, sized on the first report; hidden with --quiet or without a TTY."""
+class Progress:
+    """A click progress bar on stderr, sized on the first report; hidden with --quiet, without a TTY, or
+    for less work than `minimum` (a small file imports before a bar would be seen)."""
 
-    def __init__(self, label: str, quiet: bool) -> None:
+    def __init__(self, label: str, quiet: bool, *, minimum: int = 0) -> None:
         self.label = label
         self.show = not quiet and sys.stderr.isatty()
+        self.minimum = minimum
         self.bar: Any = None
+        self.done = 0
 
-    def __call__(self, _item: Any, _done: int, total: int) -> None:
-        if not self.show:
+    def advance(self, done: int, total: int) -> None:
+        """`done` of `total` (items, bytes) are done."""
+        if not self.show or total < self.minimum:
             return
         if self.bar is None:
             self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
             self.bar.__enter__()
-        self.bar.update(1)
+        self.bar.update(max(0, done - self.done))
+        self.done = max(self.done, done)
 
-    def __enter__(self) -> StderrProgress:
+    def item_done(self, _item: Any, _done: int, total: int) -> None:
+        """One more item of `total` (the enrich, check and resolve callbacks)."""
+        self.advance(self.done + 1, total)
+
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -943,8 +937,8 @@ def resolve(
         assert decision.match is not None
         click.echo(f"confident match: candidate 1, {decision.match.work.doi}: {decision.why}", err=True)
         return
-    with StderrProgress("Resolving", quiet) as progress, state.database().transaction() as session:
-        found = enrich.resolve_missing(session, client, apply=apply, on_progress=progress)
+    with Progress("Resolving", quiet) as progress, state.database().transaction() as session:
+        found = enrich.resolve_missing(session, client, apply=apply, on_progress=progress.item_done)
     emit_rows(
         [item.row() for item in found],
         fmt,
@@ -1003,8 +997,10 @@ def enrich_command(
         raise click.UsageError("give one or more REFs, or --all (not both)")
     client = enrich.make_client(state.settings)
     database = state.database()
-    with StderrProgress("Enriching", quiet) as progress:
-        report = enrich.enrich(database, client, list(refs) or None, refresh=refresh, on_progress=progress)
+    with Progress("Enriching", quiet) as progress:
+        report = enrich.enrich(
+            database, client, list(refs) or None, refresh=refresh, on_progress=progress.item_done
+        )
     emit_rows([item.row() for item in report.items], fmt, output, columns, table_columns=ENRICH_TABLE)
     click.echo(report.summary(), err=True)
     if report.failed:
@@ -1038,8 +1034,10 @@ def check(
     from evidence import enrich
 
     client = enrich.make_client(state.settings)
-    with StderrProgress("Checking", quiet) as progress:
-        result = enrich.check_updates(state.database(), client, refresh=not cached, on_progress=progress)
+    with Progress("Checking", quiet) as progress:
+        result = enrich.check_updates(
+            state.database(), client, refresh=not cached, on_progress=progress.item_done
+        )
     rows = [item.row() for item in result.flagged]
     if rows or fmt != "table":
         emit_rows(rows, fmt, output, columns, table_columns=CHECK_TABLE)
@@ -1078,10 +1076,10 @@ def selection_options(func: F) -> F:
     return click.argument("refs", nargs=-1, type=REF)(func)
 
 
-def selected_ids(session: Any, refs: tuple[str, ...], sort: str | None, params: dict[str, Any]) -> list[int]:
+def selected_ids(session: Any, refs: tuple[str, ...], sort: str | None, filters: Any) -> list[int]:
     from evidence.exchange import select_ids
 
-    return select_ids(session, make_filters(params), refs, sort=sort)
+    return select_ids(session, filters, refs, sort=sort)
 
 
 @cli.command()
@@ -1113,24 +1111,14 @@ def export(
       evidence export crothers2016spinal 10.1016/j.jbmt.2011.02.004 --to csljson
       evidence export --to xlsx -o library.xlsx
     """
-    from evidence.errors import ExportError
-    from evidence.formats import BINARY_FORMATS
-    from evidence.sqlite_export import early_workers
+    from evidence.exchange import export_selection
+    from evidence.render import open_output
 
-    binary = fmt in BINARY_FORMATS
-    if binary and output in (None, "-"):
-        raise ExportError(f"{fmt} is a binary spreadsheet: give a file to write it to (-o FILE.{fmt})")
-    # A large library's export workers start now, while this process loads SQLAlchemy and the library.
-    with early_workers(fmt, state.settings.db_url) as workers:
-        from evidence.exchange import export_selection
-        from evidence.render import open_output
-
-        with state.database().transaction() as session:
-            ids = selected_ids(session, refs, sort, params)
-            # Binary for every format: the text formats are written in UTF-8 (the export workers' bytes go
-            # to the file as they come).
-            with open_output(output, binary=True) as out:
-                count = export_selection(session, ids, fmt, out, workers=workers)
+    with state.database().transaction() as session:
+        ids = selected_ids(session, refs, sort, make_filters(params))
+        # Binary for every format: the text formats are written in UTF-8, whatever stdout's encoding.
+        with open_output(output, binary=True) as out:
+            count = export_selection(session, ids, fmt, out)
     noun = "study" if count == 1 else "studies"
     click.echo(f"exported {count} {noun} to {output if output not in (None, '-') else 'stdout'}", err=True)
 
@@ -1189,44 +1177,15 @@ def cite(
     if list_styles:
         click.echo("\n".join(installed_styles()))
         return
+    filters = make_filters(params)
     with state.database().transaction() as session:
-        ids = selected_ids(session, refs, sort, params)
-        text = cite_selection(
-            session, ids, style=style, fmt=fmt, by_claim=by_claim, filters=make_filters(params)
-        )
+        ids = selected_ids(session, refs, sort, filters)
+        text = cite_selection(session, ids, style=style, fmt=fmt, by_claim=by_claim, filters=filters)
     with open_output(output) as out:
         out.write(text)
     if output not in (None, "-"):
         noun = "study" if len(ids) == 1 else "studies"
         click.echo(f"cited {len(ids)} {noun} in {output}", err=True)
-
-
-class ByteProgress:
-    """A progress bar over the bytes of a file on stderr; only for big files, hidden without a TTY."""
-
-    MIN_BYTES = 1_000_000
-
-    def __init__(self, label: str, quiet: bool) -> None:
-        self.label = label
-        self.show = not quiet and sys.stderr.isatty()
-        self.bar: Any = None
-        self.done = 0
-
-    def __call__(self, position: int, size: int) -> None:
-        if not self.show or size < self.MIN_BYTES:
-            return
-        if self.bar is None:
-            self.bar = click.progressbar(length=size, label=self.label, file=sys.stderr)
-            self.bar.__enter__()
-        self.bar.update(max(0, position - self.done))
-        self.done = max(self.done, position)
-
-    def __enter__(self) -> ByteProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
 
 
 @cli.command(name="import")
@@ -1274,15 +1233,13 @@ def import_command(
     """
     from evidence.exchange import import_path, import_stream
 
-    database = state.database()
     keep = report_path is not None
-    if file == "-":
-        report = import_stream(database, sys.stdin, fmt=fmt, dry_run=dry_run, keep_outcomes=keep)
-    else:
-        with ByteProgress("Importing", quiet) as progress:
-            report = import_path(
-                database, file, fmt=fmt, dry_run=dry_run, on_progress=progress, keep_outcomes=keep
-            )
+    with state.database().transaction(rollback=dry_run) as session:
+        if file == "-":
+            report = import_stream(session, sys.stdin, fmt=fmt, keep_outcomes=keep)
+        else:
+            with Progress("Importing", quiet, minimum=1_000_000) as progress:
+                report = import_path(session, file, fmt=fmt, on_progress=progress.advance, keep_outcomes=keep)
     for line in report.summary_lines(dry_run=dry_run):
         click.echo(line, err=True)
     if report_path is not None:
@@ -1311,9 +1268,6 @@ def duplicates(state: AppState, fmt: str, output: str | None, columns: str | Non
 
     with state.database().transaction() as session:
         pairs, _work = library_duplicates(session)
-    if not pairs and fmt == "table":
-        click.echo("no duplicates found", err=True)
-        return
     emit_rows(
         (pair.as_row() for pair in pairs),
         fmt,
@@ -1321,6 +1275,7 @@ def duplicates(state: AppState, fmt: str, output: str | None, columns: str | Non
         columns,
         table_columns=("kind", "study", "other", "why", "study_title"),
         title="Possible duplicates",
+        empty="no duplicates found",
     )
 
 

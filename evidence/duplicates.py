@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session
 
 from evidence import records
 from evidence.errors import InvalidValue
-from evidence.importer import ImportOutcome, library_records, merge_record
+from evidence.import_report import ImportOutcome
+from evidence.importer import library_records, merge_record
 from evidence.matching import DuplicateIndex, MatchStats, find_possible_duplicates
-from evidence.models import Study
+from evidence.schema import STUDY_FIELDS
+from evidence.store.models import Study
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def merge_studies(session: Session, keep_ref: str, other_ref: str) -> MergeResul
 
 def _as_record(study: Study) -> dict[str, Any]:
     """A study as the importer's validated record (the shape `merge_record` takes)."""
-    rec: dict[str, Any] = {name: getattr(study, name) for name in records.STUDY_FIELDS}
+    rec: dict[str, Any] = {name: getattr(study, name) for name in STUDY_FIELDS}
     rec["authors"] = [
         {"name": a.name} if a.name else {"family": a.family, "given": a.given, "orcid": a.orcid}
         for a in study.authors

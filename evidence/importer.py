@@ -6,169 +6,40 @@ first author + year; a record that only may be a duplicate (a typo in the title,
 imported as new and listed in the report as a possible duplicate, for the clinician to decide. A
 duplicate of a library study is merged field by field: missing fields are filled (and marked as coming
 from the import), differing values are reported as conflicts and never overwrite what is there. New
-studies go in through `evidence.bulk` in chunks. The caller owns the (single) transaction, so a
+studies go in through `evidence.store.bulk` in chunks. The caller owns the (single) transaction, so a
 malformed record anywhere leaves the library unchanged.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, cast
+import gc
+import io
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evidence import records, vocab
-from evidence.bulk import CitekeyAllocator, insert_studies
 from evidence.errors import EvidenceError, ImportFormatError, InvalidValue
-from evidence.matching import DuplicateIndex, Identity, MatchStats, compare
-from evidence.models import Author, Study, utcnow
+from evidence.formats import check_import_format, read_stream
+from evidence.import_report import ImportOutcome, ImportReport, PossibleDuplicate
+from evidence.matching import DuplicateIndex, Identity, compare
+from evidence.schema import STUDY_FIELDS
+from evidence.store.bulk import insert_studies, library_allocator
+from evidence.store.models import Author, Study, utcnow
 
 # Fields an import may fill on an existing study (never overwrite).
 MERGE_FIELDS = tuple(
-    f for f in records.STUDY_FIELDS if f not in ("citekey", "title", "level", "population_detail", "notes")
+    f for f in STUDY_FIELDS if f not in ("citekey", "title", "level", "population_detail", "notes")
 )
 # What a record may set (population_detail and notes are handled on their own).
-_SCALARS = tuple(f for f in records.STUDY_FIELDS if f not in ("population_detail", "notes"))
+_SCALARS = tuple(f for f in STUDY_FIELDS if f not in ("population_detail", "notes"))
 STATUSES = ("ok", "corrected", "expression-of-concern", "retracted")  # least to most severe
 CHUNK = 2000
-ACTIONS = ("added", "merged", "unchanged", "duplicate-in-file")
-SHOWN_POSSIBLE = 50  # possible duplicates listed in the summary (all of them in the JSON report)
-
-
-@dataclass
-class ImportOutcome:
-    line: int | None
-    title: str
-    action: str  # added | merged | duplicate-in-file | unchanged
-    study: str | None = None  # citekey or "#n" of the study it went into
-    matched_by: str | None = None
-    filled: list[str] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
-
-
-@dataclass
-class PossibleDuplicate:
-    """A record imported as new that may be a study the library (or the file) already has."""
-
-    line: int | None
-    study: str  # citekey it was imported as
-    resembles: str  # citekey of the study it may duplicate
-    resembles_line: int | None  # that study's line when it came from the same file
-    why: str
-
-
-@dataclass
-class ImportReport:
-    path: str
-    outcomes: list[ImportOutcome] = field(default_factory=list)
-    keep_outcomes: bool = True
-    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    warnings: list[tuple[int | None, str]] = field(default_factory=list)  # (line, what was skipped)
-    possible_duplicates: list[PossibleDuplicate] = field(default_factory=list)
-    work: MatchStats = field(default_factory=MatchStats)
-
-    def record(self, outcome: ImportOutcome) -> None:
-        self.counts[outcome.action] += 1
-        # A 100,000-record import keeps only the interesting outcomes in memory.
-        if self.keep_outcomes or outcome.action != "added":
-            self.outcomes.append(outcome)
-
-    @property
-    def added(self) -> int:
-        return self.counts["added"]
-
-    @property
-    def merged(self) -> int:
-        return self.counts["merged"]
-
-    @property
-    def conflicts(self) -> list[ImportOutcome]:
-        return [o for o in self.outcomes if o.conflicts]
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def summary_lines(self, *, dry_run: bool = False) -> list[str]:
-        """What the import did (or, for a dry run, would do): one count line, then one line per value
-        skipped (a warning), then one line per conflict."""
-        counts = self.counts
-        conflicts = sum(len(o.conflicts) for o in self.outcomes)
-        head = f"{'dry run, nothing written: would import' if dry_run else 'imported'} {self.path}: "
-        head += (
-            f"{self.total} records: {counts['added']} added, {counts['merged']} merged into library studies, "
-            f"{counts['unchanged']} already in the library unchanged, "
-            f"{counts['duplicate-in-file']} duplicates within the file, {conflicts} conflicts"
-        )
-        if self.possible_duplicates:
-            head += f", {len(self.possible_duplicates)} possible duplicates (imported as new)"
-        lines = [head]
-        if not self.total:
-            lines.append(f"  {self.path}: warning: no records found (is it empty, or in another format?)")
-        for line, message in self.warnings:
-            where = f"{self.path}:{line}" if line is not None else self.path
-            lines.append(f"  {where}: warning: {message}")
-        for outcome in self.outcomes:
-            where = f"{self.path}:{outcome.line}" if outcome.line is not None else self.path
-            if dry_run and outcome.action != "added":
-                detail = f" (filled {', '.join(outcome.filled)})" if outcome.filled else ""
-                lines.append(
-                    f"  {where}: {outcome.action} -> {outcome.study} by {outcome.matched_by}{detail}"
-                )
-            for conflict in outcome.conflicts:
-                lines.append(f"  {where}: conflict with {outcome.study}: {conflict}")
-        for possible in self.possible_duplicates[:SHOWN_POSSIBLE]:
-            where = f"{self.path}:{possible.line}" if possible.line is not None else self.path
-            other = possible.resembles
-            if possible.resembles_line is not None:
-                other += f" (line {possible.resembles_line})"
-            lines.append(
-                f"  {where}: possible duplicate of {other}, imported as {possible.study} ({possible.why})"
-            )
-        hidden = len(self.possible_duplicates) - SHOWN_POSSIBLE
-        if hidden > 0:
-            lines.append(f"  ... and {hidden} more possible duplicates (all of them: import --report FILE)")
-        if self.possible_duplicates:
-            lines.append("  check them with `evidence duplicates`; `evidence merge A B` joins two studies")
-        return lines
-
-    def as_dict(self, *, dry_run: bool = False) -> dict[str, Any]:
-        """The whole report as plain data (for `import --report FILE.json`)."""
-        return {
-            "path": self.path,
-            "dry_run": dry_run,
-            "counts": {action: self.counts[action] for action in ACTIONS},
-            "records": [
-                {
-                    "line": o.line,
-                    "action": o.action,
-                    "study": o.study,
-                    "matched_by": o.matched_by,
-                    "filled": o.filled,
-                    "conflicts": o.conflicts,
-                }
-                for o in self.outcomes
-            ],
-            "possible_duplicates": [
-                {
-                    "line": p.line,
-                    "study": p.study,
-                    "resembles": p.resembles,
-                    "resembles_line": p.resembles_line,
-                    "why": p.why,
-                }
-                for p in self.possible_duplicates
-            ],
-            "warnings": [{"line": line, "message": message} for line, message in self.warnings],
-            "work": {
-                "records": self.work.records,
-                "candidates": self.work.candidates,
-                "pairs_scored": self.work.pairs_scored,
-            },
-        }
 
 
 def _short(value: Any, limit: int = 70) -> str:
@@ -431,7 +302,7 @@ def import_records(
     report = ImportReport(path, keep_outcomes=keep_outcomes)
     index = _library_index(session)
     report.work = index.stats
-    allocator = CitekeyAllocator(session)
+    allocator = library_allocator(session)
     pending: dict[str, dict[str, Any]] = {}
     lines: dict[str, int | None] = {}  # key of each record added -> its line in the file
     possible: list[tuple[str, str, str]] = []  # (key of the record added, key it may duplicate, why)
@@ -522,3 +393,103 @@ def _citekeys(session: Session, keys: Iterable[str]) -> dict[str, str]:
         for study_id, citekey in session.execute(select(Study.id, Study.citekey).where(Study.id.in_(batch))):
             found[f"id:{study_id}"] = citekey
     return found
+
+
+# --- reading a file ---------------------------------------------------------------------------------------
+
+Progress = Callable[[int, int], None]  # (bytes read so far, file size)
+PROGRESS_EVERY = 500  # records between two progress reports
+
+
+def read_records(
+    path: str | Path, fmt: str = "auto", on_progress: Progress | None = None
+) -> tuple[Iterator[dict[str, Any]], bool]:
+    """The records of a citation file, and whether they are validated already: a file of
+    `PARALLEL_MIN_BYTES` or more is read and validated in a forked process while this one matches and
+    inserts (see `_records_from_worker`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImportFormatError(str(path), None, "no such file")
+    check_import_format(str(path), fmt)
+    size = path.stat().st_size
+    progress = on_progress or (lambda _done, _size: None)
+    if size >= PARALLEL_MIN_BYTES and "fork" in multiprocessing.get_all_start_methods():
+        return _records_from_worker(path, fmt, progress), True
+    return _records_here(path, fmt, size, progress), False
+
+
+def _records_here(path: Path, fmt: str, size: int, on_progress: Progress) -> Iterator[dict[str, Any]]:
+    with path.open("rb") as binary, _text(binary, fmt) as text:
+        for count, record in enumerate(read_stream(text, str(path), fmt), 1):
+            if count % PROGRESS_EVERY == 0:
+                on_progress(binary.tell(), size)
+            yield record
+    on_progress(size, size)
+
+
+def _text(binary: BinaryIO, fmt: str) -> TextIO:
+    # newline="" keeps CSV cells with line breaks intact; the other readers strip line ends themselves.
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline="" if fmt == "csv" else None)
+
+
+# Parsing (tokenizing, LaTeX decoding) and validating take about half of a large import, finding
+# duplicates and inserting the other half: on two cores a worker process doing the first half while this
+# one does the second overlaps them (tests/bench/bench_formats.py measures both).
+# The worker is forked (it inherits the imported modules, and never touches the database) and sends
+# validated records in batches through a pipe, which also holds it back when it runs ahead.
+PARALLEL_MIN_BYTES = 2_000_000
+WORKER_BATCH = 500
+
+
+def _records_from_worker(path: Path, fmt: str, on_progress: Progress) -> Iterator[dict[str, Any]]:
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    worker = context.Process(target=_parse_and_validate, args=(sender, str(path), fmt), daemon=True)
+    worker.start()
+    sender.close()
+    size = path.stat().st_size
+    try:
+        while True:
+            try:
+                message = receiver.recv()
+            except EOFError:
+                raise EvidenceError(f"{path}: the parsing process stopped unexpectedly") from None
+            kind = message[0]
+            if kind == "records":
+                yield from message[1]
+                on_progress(message[2], size)
+            elif kind == "done":
+                return
+            elif kind == "format-error":
+                raise ImportFormatError(message[1], message[2], message[3])
+            else:
+                raise EvidenceError(message[1])
+    finally:
+        receiver.close()
+        if worker.is_alive():
+            worker.terminate()
+        worker.join()
+
+
+def _parse_and_validate(sender: Connection, path: str, fmt: str) -> None:
+    """The worker: stream, validate and send batches; an error is sent as data (exceptions may not pickle)."""
+    gc.disable()  # the records are acyclic dicts (see exchange._gc_paused); this process ends with the file
+    try:
+        with Path(path).open("rb") as binary, _text(binary, fmt) as text:
+            batch: list[dict[str, Any]] = []
+            for raw in read_stream(text, path, fmt):
+                batch.append(validate_record(raw, path))
+                if len(batch) >= WORKER_BATCH:
+                    sender.send(("records", batch, binary.tell()))
+                    batch = []
+            sender.send(("records", batch, Path(path).stat().st_size))
+        sender.send(("done",))
+    except ImportFormatError as exc:
+        where = f"{exc.path}:{exc.line}" if exc.line is not None else exc.path
+        sender.send(("format-error", exc.path, exc.line, str(exc).removeprefix(f"{where}: ")))
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass  # the importing process stopped first
+    except Exception as exc:  # anything else still reaches the user as one line, never a silent stop
+        sender.send(("error", f"{path}: {type(exc).__name__}: {exc}"))
+    finally:
+        sender.close()

@@ -10,11 +10,31 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from evidence import records
-from evidence.db import HEAD_REVISION, SEEDED_KEY, current_revision, mark_seeded
+from evidence.config import Settings
 from evidence.errors import InvalidValue
-from evidence.models import Meta, Study
 from evidence.query import show_study
 from evidence.seed import SeedReport, load_seed
+from evidence.store.db import (
+    HEAD_REVISION,
+    SEEDED_KEY,
+    Database,
+    current_revision,
+    mark_seeded,
+    open_database,
+)
+from evidence.store.models import Meta, Study
+
+
+def open_library(settings: Settings, *, seed: bool = True) -> Database:
+    """Open the library (its schema upgraded); with `seed`, a library that was never seeded (nor made
+    empty on purpose) gets the shipped studies first."""
+    database = open_database(settings)
+    if seed:
+        with database.transaction() as session:
+            if session.get(Meta, SEEDED_KEY) is None:
+                load_seed(session)
+                mark_seeded(session, "seed")
+    return database
 
 
 def add_manual(

@@ -24,34 +24,19 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from evidence.naming import STOPWORDS, ascii_fold
 
 Kind = Literal["same", "possible", "distinct"]
 WINDOW = 4  # neighbours each record is compared with in each sorted pass (typos only; never a merge)
 MIN_MAIN_TOKENS = 3  # a "main title" shorter than this is not a title on its own ("IASTM: ...")
 MIN_TYPO_LENGTH = 4  # shorter words differ in meaning, not in spelling ("hip"/"hop")
 
-# Letters NFKD cannot take apart into an ASCII base and a mark (Ødegård, Wałęsa, Straße).
-_TRANSLITERATE = str.maketrans({
-    "Ø": "O", "ø": "o", "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "ß": "ss", "Æ": "AE", "æ": "ae",
-    "Œ": "OE", "œ": "oe", "Þ": "Th", "þ": "th", "\u0131": "i",
-})  # fmt: skip
-
-STOPWORDS = frozenset(
-    "a an the of on in for and or to with by at from as is are was were its into via vs versus".split()  # noqa: SIM905
-)
-
 _NEAR_LENGTH = 1 + max(len(word) for word in STOPWORDS)  # two near titles' lengths differ by no more
-
-
-def ascii_fold(text: str) -> str:
-    """``Müller`` -> ``Muller``, ``Ødegård`` -> ``Odegard``: the ASCII letters a reader would see."""
-    folded = unicodedata.normalize("NFKD", text.translate(_TRANSLITERATE))
-    return folded.encode("ascii", "ignore").decode("ascii")
 
 
 # --- titles ------------------------------------------------------------------------------------------------
@@ -97,20 +82,26 @@ def _canonical_word(word: str) -> str:
 
 def canonical_title(title: str) -> str:
     """Lower-case ASCII words, spelling made canonical, separated by single spaces."""
-    text = ascii_fold(title).lower().replace("&", " and ")
-    return " ".join(_canonical_word(word) for word in _NOT_WORD.split(text) if word)
+    text = (title if title.isascii() else ascii_fold(title)).lower().replace("&", " and ")
+    return " ".join([_canonical_word(word) for word in _NOT_WORD.split(text) if word])
 
 
-def main_title(title: str, canonical: str | None = None) -> str:
-    """The canonical title before its subtitle, or "" when it has none (or too short a one to stand).
-    `canonical`: the whole title's `canonical_title`, when the caller has it."""
+def canonical_titles(title: str) -> tuple[str, str]:
+    """(`canonical_title`, the canonical title before its subtitle or "" when it has none, or too short
+    a one to stand on its own: "IASTM: a review")."""
     found = _SUBTITLE.search(title)
     if found is None:
-        return ""
-    main = canonical_title(title[: found.start()])
-    if main.count(" ") + 1 < MIN_MAIN_TOKENS or main == (canonical or canonical_title(title)):
-        return ""
-    return main
+        return canonical_title(title), ""
+    main, rest = canonical_title(title[: found.start()]), canonical_title(title[found.start() :])
+    whole = f"{main} {rest}" if main and rest else main or rest
+    if not rest or main.count(" ") + 1 < MIN_MAIN_TOKENS:
+        return whole, ""
+    return whole, main
+
+
+def main_title(title: str) -> str:
+    """The canonical title before its subtitle ("" when none: see `canonical_titles`)."""
+    return canonical_titles(title)[1]
 
 
 def _squash(canonical: str) -> str:
@@ -126,9 +117,13 @@ def family_key(author: Mapping[str, Any] | None) -> str:
     are one key; digits and punctuation go."""
     if not author:
         return ""
-    name = ascii_fold(str(author.get("family") or author.get("name") or "")).lower()
-    name = re.sub(r"[^a-z]", "", name)
-    return re.sub(r"([aou])e", r"\1", name)  # German transliteration: ue = ü, oe = ö, ae = ä
+    return _family_letters(str(author.get("family") or author.get("name") or ""))
+
+
+@functools.lru_cache(maxsize=65536)  # surnames repeat (Wang, Li, Smith...): each is folded once
+def _family_letters(name: str) -> str:
+    letters = re.sub(r"[^a-z]", "", ascii_fold(name).lower())
+    return re.sub(r"([aou])e", r"\1", letters)  # German transliteration: ue = ü, oe = ö, ae = ä
 
 
 def _given_parts(author: Mapping[str, Any] | None) -> tuple[str, str]:
@@ -136,7 +131,12 @@ def _given_parts(author: Mapping[str, Any] | None) -> tuple[str, str]:
     "AB" -> ("ab", "")."""
     if not author or not author.get("given"):
         return "", ""
-    words = [w for w in re.split(r"[\s.\-]+", ascii_fold(str(author["given"]))) if w.isalpha()]
+    return _given_letters(str(author["given"]))
+
+
+@functools.lru_cache(maxsize=65536)
+def _given_letters(given: str) -> tuple[str, str]:
+    words = [w for w in re.split(r"[\s.\-]+", ascii_fold(given)) if w.isalpha()]
     initials, first = "", ""
     for position, word in enumerate(words):
         if word.isupper() and len(word) <= 3:
@@ -170,6 +170,8 @@ class Identity:
     given: str
     title: str  # canonical
     main: str  # canonical main title, "" when none
+    title_hash: int  # hashes of both without spaces (see _squash): the index's keys, computed once
+    main_hash: int
 
     @classmethod
     def of(cls, key: str, rec: Mapping[str, Any]) -> Identity:
@@ -177,8 +179,7 @@ class Identity:
         authors = rec.get("authors") or []
         first = authors[0] if authors else None
         initials, given = _given_parts(first)
-        title = str(rec.get("title") or "")
-        canonical = canonical_title(title)
+        canonical, main = canonical_titles(str(rec.get("title") or ""))
         return cls(
             key,
             rec.get("doi") or None,
@@ -188,7 +189,9 @@ class Identity:
             initials,
             given,
             canonical,
-            main_title(title, canonical),
+            main,
+            hash(_squash(canonical)),
+            hash(_squash(main)) if main else 0,
         )
 
 
@@ -302,9 +305,9 @@ class DuplicateIndex:
     identities: list[Identity] = field(default_factory=list)
     stats: MatchStats = field(default_factory=MatchStats)
     # (squashed canonical title, family, year) -> identities; the main title (subtitle dropped) too.
-    # Keyed by the hash of (squashed canonical title, family, year), not the tuple: a 100,000-study
-    # library's keys would cost more memory than its identities. A hash collision only adds a candidate,
-    # which `compare` then tells apart.
+    # Keyed by the hash of (squashed canonical title, family), not the tuple: a large library's keys
+    # would cost more memory than its identities. A hash collision only adds a candidate, which
+    # `compare` then tells apart; so do the years, compared there.
     _by_title: dict[int, list[Identity]] = field(default_factory=lambda: defaultdict(list))
     _by_main: dict[int, list[Identity]] = field(default_factory=lambda: defaultdict(list))
 
@@ -314,18 +317,23 @@ class DuplicateIndex:
         if identity.pmid:
             self.by_pmid.setdefault(identity.pmid, identity.key)
         self.identities.append(identity)
-        self._by_title[hash((_squash(identity.title), identity.family, identity.year))].append(identity)
+        self._by_title[hash((identity.title_hash, identity.family))].append(identity)
         if identity.main:
-            self._by_main[hash((_squash(identity.main), identity.family, identity.year))].append(identity)
+            self._by_main[hash((identity.main_hash, identity.family))].append(identity)
 
     def _candidates(self, rec: Identity) -> Iterator[Identity]:
-        title, main = _squash(rec.title), _squash(rec.main)
-        years = (rec.year,) if rec.year is None else (rec.year, rec.year - 1, rec.year + 1)
-        for year in years:
-            yield from self._by_title.get(hash((title, rec.family, year)), ())
-            yield from self._by_main.get(hash((title, rec.family, year)), ())
-            if main:
-                yield from self._by_title.get(hash((main, rec.family, year)), ())
+        """The identities with `rec`'s title (or its main title, or whose main title it is) and first
+        author, of the same year or one apart (a year apart may be the same work: epub and print)."""
+        title = hash((rec.title_hash, rec.family))
+        found = [*self._by_title.get(title, ()), *self._by_main.get(title, ())]
+        if rec.main:
+            found += self._by_title.get(hash((rec.main_hash, rec.family)), ())
+        year = rec.year
+        for other in found:
+            if other.year == year or (
+                year is not None and other.year is not None and abs(other.year - year) == 1
+            ):
+                yield other
 
     def match(self, rec: Identity) -> tuple[str | None, str, list[PossibleDuplicate]]:
         """(key of the work `rec` is, how it was matched, possible duplicates) — key None: a new work."""
@@ -373,11 +381,13 @@ class DuplicateIndex:
                         break
                     if keep is not None and a.key not in keep and b.key not in keep:
                         continue
+                    if (a.doi and b.doi) or (a.pmid and b.pmid):
+                        continue  # identifiers tell them apart (equal ones were matched): never scored
                     pair = (a.key, b.key) if a.key < b.key else (b.key, a.key)
                     if pair in found or a.title == b.title:
                         continue  # an equal title is the hash look-up's case, decided there
                     self.stats.pairs_scored += 1
-                    if not near_titles(a.title, b.title):
+                    if abs(len(a.title) - len(b.title)) > _NEAR_LENGTH or not near_titles(a.title, b.title):
                         continue
                     verdict = compare(a, b)
                     if verdict.kind != "distinct":

@@ -15,9 +15,8 @@ from sqlalchemy.orm import Session
 
 from evidence import ids, vocab
 from evidence.errors import DuplicateRecord, InvalidValue, RecordNotFound, UnknownName
-from evidence.matching import ascii_fold
-from evidence.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
-from evidence.sequences import letters
+from evidence.naming import CitekeyAllocator, citekey_base, key_name
+from evidence.store.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
 
 # Bibliographic and clinical fields a user may set directly, with their kind.
 TEXT_FIELDS = (
@@ -48,13 +47,6 @@ VERIFICATION_FIELDS = (
     "bibliographic_verification",
     "design_verification",
 )
-# The study's own scalar fields, in the order every writer uses: the one list the seed loader, the
-# importer and the bulk inserter take their columns from.
-STUDY_FIELDS = (
-    "citekey", "doi", "pmid", "pmcid", "title", "journal", "issn", "publisher", "year", "volume", "issue",
-    "pages", "article_number", "publication_type", "abstract", "url", "language", "design", "level",
-    "population", "population_detail", "condition", "body_region", "sample_size", "pedro", "notes",
-)  # fmt: skip
 EDITABLE_FIELDS = (
     *TEXT_FIELDS,
     *INT_FIELDS,
@@ -63,9 +55,6 @@ EDITABLE_FIELDS = (
     *VERIFICATION_FIELDS,
     "citekey",
     "notes",
-)
-_STOPWORDS = frozenset(
-    "a an the of on in for and or to with by at from as is are was were its into via vs versus".split()  # noqa: SIM905
 )
 MIN_YEAR = 1800
 _ID_RE = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and small enough for a SQLite integer
@@ -232,22 +221,10 @@ def check_citekey(value: str) -> str:
 # --- citekeys --------------------------------------------------------------------------------------------
 
 
-def citekey_base(family: str | None, year: int | None, title: str | None) -> str:
-    """``loghmani2009instrument``: first author's family name, year, first significant title word."""
-    name = re.sub(r"[^a-z]", "", ascii_fold(family or "").lower()) or "anon"
-    words = [re.sub(r"[^a-z0-9]", "", ascii_fold(w).lower()) for w in (title or "").split()]
-    word = next((w for w in words if w and w not in _STOPWORDS), "")
-    return f"{name}{year or 'nd'}{word}"
-
-
 def unique_citekey(session: Session, base: str) -> str:
     """``base``, or ``base`` + a, b, ... z, aa, ... when the library already has it."""
-    existing = set(session.scalars(select(Study.citekey).where(Study.citekey.like(f"{base}%"))))
-    key, n = base, 0
-    while key in existing:
-        n += 1
-        key = base + letters(n)
-    return key
+    taken = session.scalars(select(Study.citekey).where(Study.citekey.like(f"{base}%")))
+    return CitekeyAllocator(taken).allocate(base, None, None, None)
 
 
 # --- finding studies ---------------------------------------------------------------------------------------
@@ -339,9 +316,8 @@ def add_study(
     author_names = [AuthorName.parse(a) for a in authors]
     if values.get("citekey") is None:
         first = author_names[0] if author_names else None
-        base = citekey_base(
-            first.family or first.name if first else None, values.get("year"), values["title"]
-        )
+        name = key_name({"family": first.family, "name": first.name}) if first else None
+        base = citekey_base(name, values.get("year"), values["title"])
         values["citekey"] = unique_citekey(session, base)
     find_duplicate(session, values.get("doi"), values.get("pmid"), values["citekey"])
 

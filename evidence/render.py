@@ -187,8 +187,5 @@ def write_table(
     console = Console(
         file=out, width=None if terminal else 200, highlight=False, markup=False, emoji=False, soft_wrap=False
     )
-    if not rows:
-        # A message, not data: stderr, so that `-o FILE` and pipes stay empty.
-        print("no studies match", file=sys.stderr)
-        return
-    console.print(table)
+    if rows:  # none: nothing at all (the caller says so on stderr, so that `-o FILE` and pipes stay empty)
+        console.print(table)

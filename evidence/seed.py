@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from evidence import records
 from evidence.errors import DuplicateRecord, EvidenceError, SeedDataError
-from evidence.models import Study
+from evidence.schema import STUDY_FIELDS
+from evidence.store.models import Study
 
 SEED_FORMAT = "evidence-seed/1"
 _VERIFICATION_KEYS = ("doi", "pmid", "authors", "bibliographic", "design")
@@ -75,7 +76,7 @@ def load_seed(session: Session, path: Path | None = None) -> SeedReport:
 
 def _add_entry(session: Session, entry: dict[str, Any]) -> Study:
     verification = entry.get("verification") or {}
-    fields = {name: entry.get(name) for name in (*records.STUDY_FIELDS, "verification_note")}
+    fields = {name: entry.get(name) for name in (*STUDY_FIELDS, "verification_note")}
     for key in _VERIFICATION_KEYS:
         fields[f"{key}_verification"] = verification.get(key, "unverified")
     with session.begin_nested():

@@ -21,8 +21,7 @@ HEAVY = (
     "bibtexparser",
     "rispy",
     "openpyxl",
-    "isal",
-    "orjson",
+    "xlsxwriter",
     "alembic",
 )
 
@@ -48,11 +47,12 @@ def test_library_never_imports_click() -> None:
     assert offenders == []
 
 
-def test_only_crossref_module_imports_habanero() -> None:
+def test_only_crossref_package_imports_habanero() -> None:
+    crossref = ROOT / "evidence" / "crossref"
     offenders = [
         str(p.relative_to(ROOT))
         for p in LIBRARY
-        if roots(imports(p, top_level_only=False)) & {"habanero", "httpx2"} and p.name != "crossref.py"
+        if roots(imports(p, top_level_only=False)) & {"habanero", "httpx2"} and not p.is_relative_to(crossref)
     ]
     assert offenders == []
 
@@ -66,23 +66,49 @@ def test_heavy_libraries_are_imported_lazily() -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_lower_layers_do_not_import_upper_ones() -> None:
-    rules = {
-        "errors.py": {"evidence", "sqlalchemy"},
-        "config.py": {"sqlalchemy", "habanero", "pandas"},
-        "ids.py": {"sqlalchemy", "evidence.db", "evidence.query"},
-        "vocab.py": {"sqlalchemy", "evidence.db"},
-        "models.py": {"evidence.db", "evidence.records", "evidence.query", "evidence.library"},
-        "crossref.py": {"sqlalchemy", "evidence.models", "pandas"},
-        # The duplicate rules are pure: the importer, `duplicates` and `merge` hand them plain dicts.
-        "matching.py": {"sqlalchemy", "evidence.models", "evidence.db", "evidence.records", "pandas"},
+# The layers, bottom up. A module may import the standard library, third-party packages and modules of its
+# own layer or below, never above. Services are everything in evidence/ not named here.
+BOTTOM = {"errors", "config", "ids", "vocab", "schema", "naming", "sequences", "matching"}
+SERVICES_AND_UP = ("evidence.records", "evidence.query", "evidence.library", "evidence.importer",
+                   "evidence.import_report", "evidence.exchange", "evidence.duplicates", "evidence.seed",
+                   "evidence.render", "evidence.textview", "evidence.enrich")  # fmt: skip
+
+
+def _evidence_imports(paths: list[Path]) -> set[str]:
+    return {
+        m
+        for p in paths
+        for m in imports(p, top_level_only=False)
+        if m.split(".")[0] in ("evidence", "sqlalchemy")
     }
-    for name, banned in rules.items():
-        found = imports(ROOT / "evidence" / name, top_level_only=False)
-        clashes = {m for m in found if any(m == b or m.startswith(b + ".") for b in banned)}
-        if name == "errors.py":
-            clashes = {m for m in found if m.startswith(("evidence", "sqlalchemy"))}
-        assert clashes == set(), (name, clashes)
+
+
+def _clashes(found: set[str], banned: tuple[str, ...]) -> set[str]:
+    return {m for m in found if any(m == b or m.startswith(b + ".") for b in banned)}
+
+
+def test_bottom_modules_import_only_the_bottom() -> None:
+    """errors, config, ids, vocab, the study schema, naming and the duplicate rules: no database, no
+    service, no format (the matcher gets plain dicts)."""
+    for name in BOTTOM:
+        found = _evidence_imports([ROOT / "evidence" / f"{name}.py"])
+        allowed = {f"evidence.{b}" for b in BOTTOM} | {"evidence"}
+        assert {m for m in found if m not in allowed} == set(), name
+
+
+def test_the_store_imports_no_service() -> None:
+    """evidence/store (models, engine, migrations, bulk insert) sits on the bottom layer only."""
+    found = _evidence_imports(sorted((ROOT / "evidence" / "store").rglob("*.py")))
+    assert _clashes(found, (*SERVICES_AND_UP, "evidence.formats", "evidence.crossref")) == set()
+
+
+def test_formats_and_the_crossref_adapter_import_no_store_and_no_service() -> None:
+    for package in ("formats", "crossref"):
+        found = _evidence_imports(sorted((ROOT / "evidence" / package).rglob("*.py")))
+        banned = ("sqlalchemy", "evidence.store", *SERVICES_AND_UP)
+        assert _clashes(found, banned) == set(), package
+    crossref = _evidence_imports(sorted((ROOT / "evidence" / "crossref").rglob("*.py")))
+    assert _clashes(crossref, ("evidence.formats",)) == set()
 
 
 def test_cli_module_does_not_load_sqlalchemy_for_help() -> None:
@@ -92,7 +118,7 @@ def test_cli_module_does_not_load_sqlalchemy_for_help() -> None:
 
 
 def test_migration_head_matches_code() -> None:
-    from evidence.db import HEAD_REVISION, MIGRATIONS_DIR
+    from evidence.store.db import HEAD_REVISION, MIGRATIONS_DIR
 
     revisions = {}
     for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
@@ -110,13 +136,22 @@ def test_migration_head_matches_code() -> None:
     assert heads == {HEAD_REVISION}
 
 
-def test_export_workers_start_without_sqlalchemy() -> None:
-    """An export worker process imports evidence.sqlite_export and the formats, nothing heavier."""
-    heavy = ("click", "sqlalchemy", "pandas", "isal", "evidence.models", "evidence.db")
-    assert modules_imported_by("import evidence.sqlite_export, evidence.formats.tabular", heavy) == []
-
-
 def test_the_query_path_does_not_load_the_citation_formats() -> None:
     """`find` and `show` go through evidence.query and evidence.records: the helpers they share with the
     formats live in evidence.sequences, so they do not load every format (10-40 ms)."""
     assert modules_imported_by("import evidence.query, evidence.records", ("evidence.formats",)) == []
+
+
+def test_find_filters_are_declared_once() -> None:
+    """`find`, `export` and `cite` take find's filters as options named after FindFilters' fields, which
+    `FindFilters.from_options` reads: a filter added to one and not the other fails here."""
+    from dataclasses import fields
+
+    from cli import cli
+    from evidence.query import FindFilters
+
+    wanted = {f.name for f in fields(FindFilters)} - {"ids"}
+    for name in ("find", "export", "cite"):
+        command = cli.commands[name]
+        options = {p.name for p in command.params}
+        assert wanted <= options, (name, wanted - options)

@@ -15,9 +15,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from evidence import bulk, records
+from evidence import records
 from evidence.config import load_settings
-from evidence.db import open_database
+from evidence.store import bulk
+from evidence.store.db import open_database
 from tests.crossref_fake import (
     FakeCrossref,
     envelope,
@@ -47,19 +48,19 @@ def closed_port_url(monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def empty_library(isolated_home: Path) -> Path:
     run("db", "init", "--empty")
-    return isolated_home / "evidence.db"
+    return isolated_home / "evidence.store.db"
 
 
 @pytest.fixture
 def seeded_library(isolated_home: Path) -> Path:
     run("db", "init")
-    return isolated_home / "evidence.db"
+    return isolated_home / "evidence.store.db"
 
 
 def add_synthetic(n: int, prefix: str = "10.5555/syn") -> list[str]:
     """``n`` minimal studies (title + DOI) through the bulk path; returns their DOIs."""
     rows = [{"title": f"Synthetic study {i}", "doi": f"{prefix}.{i}", "year": 2020} for i in range(n)]
-    db = open_database(load_settings(), seed=False)
+    db = open_database(load_settings())
     try:
         with db.transaction() as session:
             bulk.insert_studies(session, rows, source="import")
@@ -694,7 +695,7 @@ def test_check_exits_1_when_no_study_could_be_checked(empty_library: Path, cross
 def test_enrich_issn_subset_and_first_page_only_are_no_conflict(
     empty_library: Path, crossref: FakeCrossref
 ) -> None:
-    db = open_database(load_settings(), seed=False)
+    db = open_database(load_settings())
     try:
         with db.transaction() as session:  # an import that brought one ISSN and the page range
             records.add_study(

@@ -11,15 +11,11 @@ import json
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import evidence.sqlite_export as sqlite_export
-from evidence.sqlite_export import Job, Worker
 from tests.helpers import run
 
 RETRACTED = "bove2012visceral"
@@ -147,213 +143,40 @@ def test_importing_our_own_export_into_the_same_library_adds_nothing(
     assert json.loads(run("--db", str(library), "find", "--format", "json").stdout) == before
 
 
-def test_fast_export_rows_are_the_query_rows(seed_library: Path) -> None:
-    """exchange reads SQLite rows through the DBAPI cursor; they must stay what evidence.query returns."""
-    from evidence.config import load_settings
-    from evidence.db import open_database
-    from evidence.exchange import iter_selection
-    from evidence.query import FindFilters, find_ids, iter_study_rows
-
-    database = open_database(load_settings().with_db(str(seed_library)), seed=False)
-    try:
-        with database.transaction() as session:
-            ids = find_ids(session, FindFilters(), sort="title")
-            assert list(iter_selection(session, ids)) == list(iter_study_rows(session, ids))
-    finally:
-        database.close()
-
-
-def test_export_through_the_worker_processes_writes_the_same_bytes(
+def test_export_reads_in_chunks_and_writes_the_same_bytes(
     seed_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A large export is read and formatted by worker processes (exchange._export_in_workers): the same
-    bytes in every text format and the same cells in xlsx, down to one study per run (so the runs
-    alternate between the workers many times) and with a run larger than the selection."""
+    """Exports stream from the database a chunk at a time: any chunk size gives the same file, and an
+    empty selection is each format's empty file."""
     from openpyxl import load_workbook
 
     import evidence.exchange as exchange
 
-    serial = tmp_path / "serial.xlsx"
     expected = {fmt: run("--db", str(seed_library), "export", "--to", fmt).stdout for fmt in TEXT_FORMATS}
+    serial = tmp_path / "serial.xlsx"
     run("--db", str(seed_library), "export", "--to", "xlsx", "-o", str(serial))
-    if exchange.export_workers() < 2:
-        pytest.skip("one core: exports never start workers")
-    sent: list[Job] = []  # the jobs handed to workers
-    own: list[str] = []  # workers the export started itself (not early, as the CLI does for large files)
-    send, start_worker = Worker.send, exchange.start_worker
-
-    def spy_send(worker: Worker, job: Job) -> None:
-        sent.append(job)
-        send(worker, job)
-
-    def spy_start(fmt: str) -> Worker:
-        own.append(fmt)
-        return start_worker(fmt)
-
-    monkeypatch.setattr(Worker, "send", spy_send)
-    monkeypatch.setattr(exchange, "start_worker", spy_start)
-    monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
     for size in (1, 7, 1000):
-        monkeypatch.setattr(exchange, "EXPORT_RUN", size)
-        # The CLI starts the workers before opening the library when its file is large: as if it were, once.
-        monkeypatch.setattr(sqlite_export, "EARLY_START_BYTES", 0 if size == 7 else 10**12)
+        monkeypatch.setattr(exchange, "EXPORT_CHUNK", size)
         for fmt in TEXT_FORMATS:
             assert run("--db", str(seed_library), "export", "--to", fmt).stdout == expected[fmt], (fmt, size)
             target = tmp_path / f"out.{fmt}"
             run("--db", str(seed_library), "export", "--to", fmt, "-o", str(target))
             assert target.read_text(encoding="utf-8") == expected[fmt]
-        parallel = tmp_path / f"parallel-{size}.xlsx"
-        run("--db", str(seed_library), "export", "--to", "xlsx", "-o", str(parallel))
+        chunked = tmp_path / f"chunked-{size}.xlsx"
+        run("--db", str(seed_library), "export", "--to", "xlsx", "-o", str(chunked))
         cells = [
             [[c.value for c in row] for row in load_workbook(p).worksheets[0].iter_rows()]
-            for p in (serial, parallel)
+            for p in (serial, chunked)
         ]
         assert cells[0] == cells[1] and len(cells[1]) == 50
-        if size >= 50:  # one run, as in this process: the same bytes too
-            assert parallel.read_bytes() == serial.read_bytes()
-    exports = 2 * len(TEXT_FORMATS) + 1  # per run size
-    assert len(sent) == 2 * 3 * exports  # two workers for every export above
-    assert len(own) == 2 * 2 * exports  # started early for run size 7
-    assert {job.first for job in sent} == {0, 1}
     for fmt, empty in (("csljson", "[]\n"), ("csv", None), ("ris", "")):
         text = run("--db", str(seed_library), "export", "--year-from", "2199", "--to", fmt).stdout
         assert text == (empty if empty is not None else expected["csv"].splitlines(keepends=True)[0])
 
 
-def test_export_runs_in_this_process_when_workers_could_not_see_the_same_library(
-    seed_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_cell_too_long_for_excel_is_refused_and_nothing_is_written(
+    seed_library: Path, tmp_path: Path
 ) -> None:
-    """Workers read the library file on their own: not for an in-memory library, not when the exporting
-    transaction has written something (they would not see it), not when citekeys would need making safe."""
-    from sqlalchemy import text
-
-    import evidence.exchange as exchange
-    from evidence.config import load_settings
-    from evidence.db import open_database
-    from evidence.query import FindFilters, find_ids
-
-    monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
-    library = tmp_path / "library.db"
-    shutil.copyfile(seed_library, library)  # changed below: the module's library stays as it is
-    database = open_database(load_settings().with_db(str(library)), seed=False)
-    try:
-        with database.transaction() as session:
-            ids = find_ids(session, FindFilters())
-            assert exchange._parallel_source(session, ids) == str(library)
-            session.execute(text("UPDATE studies SET notes = 'changed here' WHERE id = :id"), {"id": ids[0]})
-            assert exchange._parallel_source(session, ids) is None
-            out = io.StringIO()
-            exchange.export_selection(session, ids, "ris", out)
-            assert "changed here" in out.getvalue()  # this process's view, uncommitted changes included
-            session.rollback()
-        with database.transaction() as session:
-            assert exchange._parallel_source(session, ids) == str(library)
-            session.execute(text("UPDATE studies SET citekey = 'müller2011' WHERE id = :id"), {"id": ids[0]})
-        with database.transaction() as session:  # kept as it is by CitekeyAllocator: the workers may run
-            assert exchange._parallel_source(session, ids) == str(library)
-            session.execute(text("UPDATE studies SET citekey = 'a b' WHERE id = :id"), {"id": ids[0]})
-        with database.transaction() as session:
-            assert exchange._parallel_source(session, ids) is None
-            monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", len(ids) + 1)
-            assert exchange._parallel_source(session, ids) is None
-    finally:
-        database.close()
-    memory = open_database(load_settings().with_db("sqlite://"), seed=True)
-    try:
-        with memory.transaction() as session:
-            monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
-            ids = find_ids(session, FindFilters())
-            assert ids and exchange._parallel_source(session, ids) is None
-    finally:
-        memory.close()
-
-
-def test_an_error_in_an_export_worker_reaches_the_caller(
-    seed_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import evidence.exchange as exchange
-    from evidence.config import load_settings
-    from evidence.db import open_database
-    from evidence.errors import EvidenceError
-    from evidence.query import FindFilters, find_ids
-    from evidence.sqlite_export import start_worker
-
-    # An error inside the worker comes back as itself: here SQLite's, for a column the library lacks.
-    monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
-    monkeypatch.setattr(exchange, "EXPORT_RUN", 2)
-    monkeypatch.setattr(exchange, "_SCALAR_FIELDS", (*exchange._SCALAR_FIELDS, "no_such_column"))
-    database = open_database(load_settings().with_db(str(seed_library)), seed=False)
-    try:
-        with database.transaction() as session:
-            ids = find_ids(session, FindFilters())
-            with pytest.raises(sqlite3.OperationalError, match="no_such_column"):
-                exchange.export_selection(session, ids, "bibtex", io.StringIO())
-    finally:
-        database.close()
-    # A worker that dies without a word: the caller says so, with the last line of its standard error.
-    not_a_library = tmp_path / "not-a-library.db"
-    not_a_library.write_bytes(b"x" * 4096)
-    worker = start_worker("ris")
-    worker.send(Job(str(not_a_library), ("id",), [1, 2, 3], 0, 1))
-    try:
-        with pytest.raises(sqlite3.DatabaseError, match="not a database"):
-            worker.receive()
-    finally:
-        worker.stop()
-    worker = start_worker("no-such-format")  # its error comes with the first run it was to send
-    worker.send(Job(str(seed_library), ("id",), [1], 0, 1))
-    try:
-        with pytest.raises(KeyError, match="no-such-format"):
-            worker.receive()
-    finally:
-        worker.stop()
-    worker = start_worker("ris")
-    worker.process.kill()
-    try:
-        with pytest.raises(EvidenceError, match="export worker process stopped unexpectedly"):
-            worker.receive()
-    finally:
-        worker.stop()
-
-
-def test_workers_started_early_and_not_needed_are_stopped(
-    seed_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The CLI starts the workers before it opens a large library; a small selection does not use them."""
-    import evidence.exchange as exchange
-
-    if exchange.export_workers() < 2:
-        pytest.skip("one core: exports never start workers")
-    assert seed_library.stat().st_size < sqlite_export.EARLY_START_BYTES
-    with sqlite_export.early_workers("csv", f"sqlite:///{seed_library}") as workers:
-        assert workers == []  # a small library file: none
-    started: list[Worker] = []
-    early_workers = sqlite_export.early_workers
-
-    @contextmanager
-    def spy(fmt: str, db_url: str) -> Iterator[list[Worker]]:
-        with early_workers(fmt, db_url) as workers:
-            started.extend(workers)
-            yield workers
-
-    monkeypatch.setattr(sqlite_export, "EARLY_START_BYTES", 0)
-    monkeypatch.setattr(sqlite_export, "early_workers", spy)
-    result = run("--db", str(seed_library), "export", "--claim", "pain-modulation", "--to", "csv")
-    assert result.stdout.startswith("id,citekey,")
-    assert len(started) == 2
-    assert all(worker.process.returncode is not None for worker in started)  # stopped, not left running
-    assert all(worker.process.stdout is not None and worker.process.stdout.closed for worker in started)
-
-
-def test_a_cell_too_long_for_excel_is_refused_by_the_worker_export_too(
-    seed_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import evidence.exchange as exchange
-
-    if exchange.export_workers() < 2:
-        pytest.skip("one core: exports never start workers")
-    monkeypatch.setattr(exchange, "PARALLEL_EXPORT_MIN", 0)
-    monkeypatch.setattr(exchange, "EXPORT_RUN", 3)
     library = tmp_path / "library.db"
     shutil.copyfile(seed_library, library)  # the module's library stays as it is
     with sqlite3.connect(library) as connection:
@@ -361,13 +184,9 @@ def test_a_cell_too_long_for_excel_is_refused_by_the_worker_export_too(
         connection.execute("UPDATE studies SET abstract = ? WHERE id = ?", ("a" * 33_000, last))
     out = tmp_path / "out"
     out.mkdir()
-    started: list[str] = []
-    start_worker = exchange.start_worker
-    monkeypatch.setattr(exchange, "start_worker", lambda fmt: started.append(fmt) or start_worker(fmt))
     result = run("--db", str(library), "export", "--to", "xlsx", "-o", str(out / "all.xlsx"), expect=1)
     assert result.stderr.startswith(f"Error: study {last}: the abstract cell has 33,000 characters")
     assert list(out.iterdir()) == []
-    assert started == ["xlsx", "xlsx"]  # the error came from a worker
 
 
 # --- real readers and pandoc on the CLI's output -----------------------------------------------------

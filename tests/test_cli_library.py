@@ -13,7 +13,7 @@ from tests.helpers import run, run_json
 @pytest.fixture
 def empty_library(isolated_home: Path) -> Path:
     run("db", "init", "--empty")
-    return isolated_home / "evidence.db"
+    return isolated_home / "evidence.store.db"
 
 
 def add_rct(*extra: str) -> dict[str, object]:
@@ -368,7 +368,7 @@ def test_claims_mechanisms_and_summary(empty_library: Path) -> None:
 def test_db_path_honours_option_env_and_home(
     isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert run("db", "path").stdout.strip() == f"sqlite:///{isolated_home / 'evidence.db'}"
+    assert run("db", "path").stdout.strip() == f"sqlite:///{isolated_home / 'evidence.store.db'}"
     other = tmp_path / "clinic.db"
     assert run("--db", str(other), "db", "path").stdout.strip() == f"sqlite:///{other}"
     monkeypatch.setenv("EVIDENCE_DB", "sqlite:///" + str(other))

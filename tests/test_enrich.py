@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from evidence import enrich, records
 from evidence.config import load_settings
 from evidence.crossref import CrossrefClient, parse_work
-from evidence.db import Database, open_database
 from evidence.errors import CrossrefUnavailable, DuplicateRecord, InvalidValue
 from evidence.library import init_library
-from evidence.models import CrossrefCache, Study, utcnow
+from evidence.store.db import Database, open_database
+from evidence.store.models import CrossrefCache, Study, utcnow
 from tests.crossref_fake import FakeCrossref, envelope, fast_client, install, install_closed_port, work
 
 CITATION = (
@@ -163,7 +163,7 @@ def test_journal_abbreviation_matches_the_short_container_title() -> None:
 
 @pytest.fixture
 def db(isolated_home: Path) -> Iterator[Database]:
-    database = open_database(load_settings(), seed=False)
+    database = open_database(load_settings())
     with database.transaction() as session:
         init_library(session, empty=True)
     yield database

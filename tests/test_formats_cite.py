@@ -12,13 +12,13 @@ from test_formats_roundtrip import hard_studies, seed_studies
 
 from evidence.errors import ExportError
 from evidence.formats.cite import list_styles, render_bibliography, render_by_claim
-from evidence.formats.common import Study
+from evidence.formats.common import StudyRow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 REGENERATE = os.environ.get("EVIDENCE_REGENERATE_GOLDEN") == "1"
 
 
-def golden_studies() -> list[Study]:
+def golden_studies() -> list[StudyRow]:
     """Four real seed studies: a case report, an animal study, an RCT with 9 authors, a systematic review."""
     by_key = {s["citekey"]: s for s in seed_studies()}
     return [

@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 
 from evidence.formats import EXPORTERS, IMPORTERS
-from evidence.formats.common import Study
+from evidence.formats.common import StudyRow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 
 
-def seed_studies() -> list[Study]:
-    studies: list[Study] = json.loads((FIXTURES / "seed_studies.json").read_text(encoding="utf-8"))
+def seed_studies() -> list[StudyRow]:
+    studies: list[StudyRow] = json.loads((FIXTURES / "seed_studies.json").read_text(encoding="utf-8"))
     return studies
 
 
-def hard_studies() -> list[Study]:
+def hard_studies() -> list[StudyRow]:
     """Studies built to break naive exporters: LaTeX specials, non-ASCII, organisations, retraction."""
     return [
         {
@@ -148,7 +148,7 @@ NOT_CARRIED: dict[str, set[str]] = {
 }
 
 
-def normalise(study: Study, fmt: str, *, exported_key: str | None) -> dict[str, Any]:
+def normalise(study: StudyRow, fmt: str, *, exported_key: str | None) -> dict[str, Any]:
     drop = NOT_CARRIED[fmt]
     out = {k: copy.deepcopy(v) for k, v in study.items() if k not in drop and k != "_line"}
     if "citekey" in out:

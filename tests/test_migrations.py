@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.orm import sessionmaker
 
 from evidence.config import load_settings
-from evidence.db import (
+from evidence.store.db import (
     HEAD_REVISION,
     Database,
     current_revision,
@@ -18,7 +18,7 @@ from evidence.db import (
     sync_vocabulary,
     upgrade,
 )
-from evidence.models import Base
+from evidence.store.models import Base
 
 
 def test_upgrade_from_empty_database_creates_every_table(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
 
 def test_open_database_upgrades_and_sets_pragmas(tmp_path: Path, monkeypatch: object) -> None:
     settings = load_settings().with_db(str(tmp_path / "nested" / "lib.db"))
-    db = open_database(settings, seed=False)
+    db = open_database(settings)
     with db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
@@ -60,7 +60,7 @@ def test_open_database_upgrades_and_sets_pragmas(tmp_path: Path, monkeypatch: ob
     assert claims == 9
     db.close()
     # Re-opening an up-to-date database runs no migration and keeps the vocabulary as it is.
-    db = open_database(settings, seed=False)
+    db = open_database(settings)
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM mechanisms")).scalar() == 3
     db.close()
@@ -88,7 +88,7 @@ def test_upgrade_from_0001_with_data_keeps_it(tmp_path: Path) -> None:
     assert studies
     engine.dispose()
 
-    db = open_database(load_settings().with_db(str(path)), seed=False)  # upgrades on open
+    db = open_database(load_settings().with_db(str(path)))  # upgrades on open
     try:
         assert current_revision(db.engine) == HEAD_REVISION
         with db.engine.connect() as conn:

@@ -2,13 +2,14 @@
 
 One module per format; this registry maps a format name to its writer or reader:
 
-* `EXPORTERS[name](studies, out) -> int` writes an iterable of study dicts and returns the count; `out`
-  is a text stream, except for `xlsx` (a path or binary stream; stdout raises `ExportError`).
+* `export_format(name)` is an `ExportFormat`: `.write(studies, out) -> int` writes an iterable of study
+  dicts and returns the count; `out` is a text stream, except for a `.binary` format (xlsx: a path or a
+  binary stream; stdout raises `ExportError`). `EXPORTERS[name]` is the same writer.
 * `IMPORTERS[name](stream, path) -> Iterator[study dict]` streams records from a text stream; `path` is
   only used in `ImportFormatError(path, line, message)`. Each dict carries `"_line"`.
 * `detect_format(path, text_head)` recognises a file from its content (its first few KB).
 
-Nothing here imports click, SQLAlchemy or the ORM; isal (xlsx compression), pylatexenc and citeproc are
+Nothing here imports click, SQLAlchemy or the ORM; pandas, XlsxWriter, pylatexenc and citeproc are
 imported inside the functions that need them, so `import evidence.formats` stays cheap.
 """
 
@@ -17,16 +18,17 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from evidence.errors import ExportError, ImportFormatError
-from evidence.formats.bibtex import BIBLATEX_LAYOUT, BIBTEX_LAYOUT, read_bibtex, write_biblatex, write_bibtex
-from evidence.formats.common import Study, TextLayout
-from evidence.formats.csljson import CSLJSON_LAYOUT, read_csljson, write_csljson
+from evidence.formats.bibtex import read_bibtex, write_biblatex, write_bibtex
+from evidence.formats.common import StudyRow
+from evidence.formats.csljson import read_csljson, write_csljson
 from evidence.formats.nbib import read_nbib
-from evidence.formats.ris import RIS_LAYOUT, read_ris, write_ris
-from evidence.formats.tabular import CSV_LAYOUT, read_csv, write_csv, write_xlsx
+from evidence.formats.ris import read_ris, write_ris
+from evidence.formats.tabular import check_xlsx_rows, read_csv, write_csv, write_xlsx
 
 __all__ = [
     "BINARY_FORMATS",
@@ -34,36 +36,49 @@ __all__ = [
     "EXPORT_FORMATS",
     "IMPORTERS",
     "IMPORT_FORMATS",
-    "TEXT_LAYOUTS",
+    "ExportFormat",
     "Exporter",
     "Importer",
-    "Study",
-    "TextLayout",
+    "StudyRow",
     "detect_format",
+    "export_format",
     "export_studies",
     "read_file",
     "read_stream",
 ]
 
-Exporter = Callable[[Iterable[Study], Any], int]
-Importer = Callable[[TextIO, str], Iterator[Study]]
+Exporter = Callable[[Iterable[StudyRow], Any], int]
+Importer = Callable[[TextIO, str], Iterator[StudyRow]]
 
-EXPORTERS: dict[str, Exporter] = {
-    "bibtex": write_bibtex,
-    "biblatex": write_biblatex,
-    "ris": write_ris,
-    "csljson": write_csljson,
-    "csv": write_csv,
-    "xlsx": write_xlsx,
+
+def _any_count(_count: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """An export format, decided once: its writer, whether it is a binary file (a workbook: its writer
+    takes a path or a binary stream and refuses stdout), and the check that refuses a selection too large
+    for it before anything is read."""
+
+    name: str
+    write: Exporter
+    binary: bool = False
+    check_count: Callable[[int], None] = _any_count
+
+
+EXPORT_REGISTRY: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat("bibtex", write_bibtex),
+        ExportFormat("biblatex", write_biblatex),
+        ExportFormat("ris", write_ris),
+        ExportFormat("csljson", write_csljson),
+        ExportFormat("csv", write_csv),
+        ExportFormat("xlsx", write_xlsx, binary=True, check_count=check_xlsx_rows),
+    )
 }
-# The text formats as runs of entries that can be formatted apart and joined (see `common.TextLayout`).
-TEXT_LAYOUTS: dict[str, TextLayout] = {
-    "bibtex": BIBTEX_LAYOUT,
-    "biblatex": BIBLATEX_LAYOUT,
-    "ris": RIS_LAYOUT,
-    "csljson": CSLJSON_LAYOUT,
-    "csv": CSV_LAYOUT,
-}
+EXPORTERS: dict[str, Exporter] = {name: f.write for name, f in EXPORT_REGISTRY.items()}
 IMPORTERS: dict[str, Importer] = {
     "bibtex": read_bibtex,
     "ris": read_ris,
@@ -73,7 +88,7 @@ IMPORTERS: dict[str, Importer] = {
 }
 EXPORT_FORMATS: tuple[str, ...] = tuple(EXPORTERS)
 IMPORT_FORMATS: tuple[str, ...] = tuple(IMPORTERS)
-BINARY_FORMATS: frozenset[str] = frozenset({"xlsx"})
+BINARY_FORMATS: frozenset[str] = frozenset(name for name, f in EXPORT_REGISTRY.items() if f.binary)
 
 _EXTENSIONS = {
     ".bib": "bibtex",
@@ -146,7 +161,7 @@ def detect_format(path: str | Path, text_head: str) -> str:
     )
 
 
-def read_file(path: str | Path, fmt: str = "auto") -> Iterator[Study]:
+def read_file(path: str | Path, fmt: str = "auto") -> Iterator[StudyRow]:
     """Stream study dicts from a file; `fmt="auto"` detects the format from the content."""
     path = Path(path)
     check_import_format(str(path), fmt)
@@ -163,7 +178,7 @@ def check_import_format(path: str, fmt: str) -> None:
         )
 
 
-def read_stream(stream: TextIO, path: str = "<stdin>", fmt: str = "auto") -> Iterator[Study]:
+def read_stream(stream: TextIO, path: str = "<stdin>", fmt: str = "auto") -> Iterator[StudyRow]:
     """Stream study dicts from an open text stream (a file, or stdin); `path` names it in errors.
 
     Detection reads the first 8 KB; a stream that cannot seek back (stdin, a pipe) is read whole first.
@@ -184,10 +199,14 @@ def read_stream(stream: TextIO, path: str = "<stdin>", fmt: str = "auto") -> Ite
         raise ImportFormatError(path, None, f"expected UTF-8 text ({exc.reason})") from None
 
 
-def export_studies(studies: Iterable[Study], fmt: str, out: Any) -> int:
-    """Write studies in format `fmt` to `out` (a text stream; a path or binary stream for xlsx)."""
+def export_format(fmt: str) -> ExportFormat:
+    """The export format called `fmt` (ExportError naming the valid ones for any other name)."""
     try:
-        exporter = EXPORTERS[fmt]
+        return EXPORT_REGISTRY[fmt]
     except KeyError:
         raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}") from None
-    return exporter(studies, out)
+
+
+def export_studies(studies: Iterable[StudyRow], fmt: str, out: Any) -> int:
+    """Write studies in format `fmt` to `out` (a text stream; a path or binary stream for xlsx)."""
+    return export_format(fmt).write(studies, out)

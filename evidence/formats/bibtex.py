@@ -11,10 +11,10 @@ tags travel in `keywords`; notices (retraction...) and findings in `note` (print
 so a retracted study is visibly marked); condition, body region and sample size in the extra fields
 `condition`, `bodyregion`, `samplesize` (ignored by bibtex and biber).
 
-Import: a hand-written tokenizer that reads the file one entry at a time. bibtexparser 2.1
-`parse_file` takes 11.4 s and 760 MB for 100,000 entries (measured on this machine), above the import
-budget (20 s and 500 MB including the database insert), and it reports malformed entries as failed
-blocks without a line number. The tokenizer handles the whole BibTeX grammar we meet in practice
+Import: a hand-written tokenizer that reads the file one entry at a time. bibtexparser 2.1's `parse_file`
+holds the whole file and its parse in memory (a large library does not fit the import's memory budget:
+README, Performance), and it reports malformed entries as failed blocks without a line number. The
+tokenizer handles the whole BibTeX grammar we meet in practice
 (`{}`/`""` values, numbers, `@string` macros and `#` concatenation, `@comment`, `@preamble`, `()` as
 entry delimiters), raises `ImportFormatError` with the line, and decodes LaTeX only in fields that
 contain a backslash or a brace.
@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from evidence.errors import ImportFormatError
 from evidence.formats import latex
 from evidence.formats.common import (
-    CitekeyAllocator,
-    Study,
-    TextLayout,
+    StudyRow,
     apply_keywords,
     apply_note_lines,
     empty_study,
@@ -41,7 +39,7 @@ from evidence.formats.common import (
     finalize_imported,
     normalise_pages,
     person,
-    write_text,
+    write_entries,
     year_from,
 )
 
@@ -106,33 +104,17 @@ _NUMERIC_ISSUE_RE = re.compile(r"^\d+(?:\s*[-/\u2013]\s*\d+)?$")
 # --- export --------------------------------------------------------------------------------------
 
 
-def bibtex_entries(studies: Sequence[Study], keys: CitekeyAllocator) -> str:
-    """A run of BibTeX entries (see `TextLayout`)."""
-    key_for = keys.key_for
-    return "".join([format_entry(study, key_for(study), biblatex=False) for study in studies])
-
-
-def biblatex_entries(studies: Sequence[Study], keys: CitekeyAllocator) -> str:
-    """A run of BibLaTeX entries (see `TextLayout`)."""
-    key_for = keys.key_for
-    return "".join([format_entry(study, key_for(study), biblatex=True) for study in studies])
-
-
-BIBTEX_LAYOUT = TextLayout(bibtex_entries)
-BIBLATEX_LAYOUT = TextLayout(biblatex_entries)
-
-
-def write_bibtex(studies: Iterable[Study], out: TextIO) -> int:
+def write_bibtex(studies: Iterable[StudyRow], out: TextIO) -> int:
     """Write studies as BibTeX (classic bibtex: ASCII with LaTeX commands); returns the count."""
-    return write_text(studies, BIBTEX_LAYOUT, out)
+    return write_entries(studies, out, lambda study, key: format_entry(study, key, biblatex=False))
 
 
-def write_biblatex(studies: Iterable[Study], out: TextIO) -> int:
+def write_biblatex(studies: Iterable[StudyRow], out: TextIO) -> int:
     """Write studies as BibLaTeX (biber: UTF-8, `journaltitle`, `date`, `issue`); returns the count."""
-    return write_text(studies, BIBLATEX_LAYOUT, out)
+    return write_entries(studies, out, lambda study, key: format_entry(study, key, biblatex=True))
 
 
-def format_entry(study: Study, key: str, *, biblatex: bool) -> str:
+def format_entry(study: StudyRow, key: str, *, biblatex: bool) -> str:
     """One BibTeX/BibLaTeX entry for a study under citekey `key`."""
     esc = latex.escape_utf8 if biblatex else latex.escape_ascii
     get = study.get
@@ -461,7 +443,7 @@ class _Parser:
             return "".join(parts), pos
 
 
-def read_bibtex(stream: TextIO, path: str = "<stdin>") -> Iterator[Study]:
+def read_bibtex(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
     """Yield a study dict per BibTeX/BibLaTeX entry, streaming; `ImportFormatError` names the line."""
     parser = _Parser(path)
     for line, entry in parser.entries(stream):
@@ -534,7 +516,7 @@ def parse_names(value: str) -> list[dict[str, Any]]:
     return authors
 
 
-def _study_from_entry(entry: _Entry, line: int, path: str) -> Study:
+def _study_from_entry(entry: _Entry, line: int, path: str) -> StudyRow:
     f = entry.fields
     study = empty_study()
     study["_line"] = line

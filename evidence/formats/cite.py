@@ -21,7 +21,7 @@ citeproc-py facts we work around (see ../shared/reference/formats.md):
 * Warnings: `CiteProcJSON` warns about every item key it does not know (`custom`, `citation-key`,
   `PMCID`...) and the RelaxNG check warns about styles newer than its schema. We pass only variables
   citeproc-py knows and load styles with `validate=False` (the styles are the curated CSL repository,
-  and validation costs ~0.2 s a style), so no warning is raised rather than silenced.
+  and validation would be paid on every `cite`), so no warning is raised rather than silenced.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from functools import lru_cache
 from typing import Any
 
 from evidence.errors import ExportError
-from evidence.formats.common import CitekeyAllocator, Study, status_label
+from evidence.formats.common import StudyRow, status_label
 from evidence.formats.csljson import to_csl_item
+from evidence.naming import CitekeyAllocator
 from evidence.vocab import CLAIM_BY_NAME, CLAIMS, STANCES
 
 FORMATS: tuple[str, ...] = ("text", "html", "markdown")
@@ -139,7 +140,7 @@ def _known_variables() -> frozenset[str]:
     return frozenset(v.replace("_", "-") for v in VARIABLES) | {"id", "type"}
 
 
-def _citeproc_item(study: Study, key: str, escape: Callable[[str], str] | None) -> dict[str, Any]:
+def _citeproc_item(study: StudyRow, key: str, escape: Callable[[str], str] | None) -> dict[str, Any]:
     item = to_csl_item(study, key, custom=False)
     label = status_label(study)
     if label:
@@ -160,7 +161,7 @@ def _citeproc_item(study: Study, key: str, escape: Callable[[str], str] | None) 
 _NUMBER_RE = re.compile(r"^(\s*)(\[?\d+\]?\.?)(?=\S)")
 
 
-def _render_entries(studies: list[Study], style: str, fmt: str) -> list[tuple[str, str]]:
+def _render_entries(studies: list[StudyRow], style: str, fmt: str) -> list[tuple[str, str]]:
     """(citekey, rendered entry) for each study, in the style's bibliography order."""
     from citeproc import Citation, CitationItem, CitationStylesBibliography
     from citeproc.source.json import CiteProcJSON
@@ -199,7 +200,7 @@ def _join(entries: Iterable[str], fmt: str) -> str:
 
 
 def render_bibliography(
-    studies: Iterable[Study], style: str = "american-medical-association", fmt: str = "text"
+    studies: Iterable[StudyRow], style: str = "american-medical-association", fmt: str = "text"
 ) -> str:
     """A formatted bibliography of `studies` in a CSL style, as text, HTML or Markdown."""
     return _join((entry for _, entry in _render_entries(list(studies), style, fmt)), fmt)
@@ -215,7 +216,7 @@ def _heading(text: str, level: int, fmt: str) -> str:
 
 
 def render_by_claim(
-    studies: Iterable[Study],
+    studies: Iterable[StudyRow],
     style: str = "american-medical-association",
     fmt: str = "text",
     *,

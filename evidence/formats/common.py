@@ -19,56 +19,22 @@ The evidence annotations travel in two layers, so that any reference manager kee
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
-from evidence.sequences import chunks, letters
+from evidence.naming import CitekeyAllocator
+from evidence.schema import LIST_FIELDS, ROW_FIELDS
 from evidence.vocab import CLAIM_BY_NAME, DESIGN_LEVELS, MECHANISM_BY_NAME, POPULATIONS, STANCES
 
-Study = dict[str, Any]
+# A study as a plain dict: the JSON row (not the ORM class `evidence.store.models.Study`).
+StudyRow = dict[str, Any]
 
-# Column / key order of the study dict (also the CSV header).
-STUDY_KEYS: tuple[str, ...] = (
-    "id",
-    "citekey",
-    "doi",
-    "pmid",
-    "pmcid",
-    "title",
-    "authors",
-    "journal",
-    "issn",
-    "publisher",
-    "year",
-    "volume",
-    "issue",
-    "pages",
-    "article_number",
-    "publication_type",
-    "abstract",
-    "url",
-    "language",
-    "design",
-    "level",
-    "population",
-    "condition",
-    "body_region",
-    "sample_size",
-    "pedro",
-    "mechanisms",
-    "claims",
-    "tags",
-    "notes",
-    "citations",
-    "status",
-    "updates",
-)
-LIST_KEYS: frozenset[str] = frozenset({"authors", "mechanisms", "claims", "tags", "updates"})
+# The study dict's keys, in order (also the CSV header): the study row.
+STUDY_KEYS: tuple[str, ...] = ROW_FIELDS
+LIST_KEYS: frozenset[str] = LIST_FIELDS
 
 
-def empty_study() -> Study:
+def empty_study() -> StudyRow:
     """A study dict with every key present: lists empty, everything else None."""
     return {key: ([] if key in LIST_KEYS else None) for key in STUDY_KEYS}
 
@@ -99,18 +65,18 @@ _NOTICE_RE = re.compile(
 )
 
 
-def is_flagged(study: Study) -> bool:
+def is_flagged(study: StudyRow) -> bool:
     """True when the study is retracted, corrected or under an expression of concern."""
     return study.get("status") not in (None, "", "ok")
 
 
-def status_label(study: Study) -> str | None:
+def status_label(study: StudyRow) -> str | None:
     """`RETRACTED`, `CORRECTED`, `EXPRESSION OF CONCERN`, or None for a study in good standing."""
     status = study.get("status")
     return STATUS_LABELS.get(status) if isinstance(status, str) else None
 
 
-def notice_lines(study: Study) -> list[str]:
+def notice_lines(study: StudyRow) -> list[str]:
     """One line per update notice, e.g. `RETRACTED: see 10.x/y (2020-05-01) [retraction-watch]`.
 
     A flagged study without notices still gets one line (`RETRACTED.`), so the fact is never silent.
@@ -151,7 +117,7 @@ def most_severe(statuses: Iterable[str]) -> str:
 # --- keywords ------------------------------------------------------------------------------------
 
 
-def evidence_keywords(study: Study) -> list[str]:
+def evidence_keywords(study: StudyRow) -> list[str]:
     """The keyword tokens that carry mechanisms, claims with stance, level, design, PEDro, status, tags."""
     get = study.get
     keywords = [f"mechanism:{m}" for m in get("mechanisms") or ()]
@@ -212,7 +178,7 @@ def _our_keyword(keyword: str) -> tuple[str, Any] | None:
     return None
 
 
-def apply_keywords(study: Study, keywords: Iterable[str]) -> None:
+def apply_keywords(study: StudyRow, keywords: Iterable[str]) -> None:
     """Fill `study` from keyword tokens written by `evidence_keywords`; every other keyword (including
     one that only looks like ours, e.g. `Design: survey` or `design:survey`) becomes a plain tag: never an
     error, never dropped."""
@@ -240,7 +206,7 @@ def _append_unique(items: list[Any], item: Any) -> None:
         items.append(item)
 
 
-def _add_claim(study: Study, name: str, stance: str | None) -> Study:
+def _add_claim(study: StudyRow, name: str, stance: str | None) -> StudyRow:
     for claim in study["claims"]:
         if claim["claim"] == name and claim.get("stance") in (None, stance):
             if stance:
@@ -259,7 +225,7 @@ _FIELD_LINES = (("condition", "Condition"), ("body_region", "Body region"), ("sa
 _NOTES_PREFIX = "Notes: "
 
 
-def evidence_note_lines(study: Study, *, fields: bool = True, notes: bool = True) -> list[str]:
+def evidence_note_lines(study: StudyRow, *, fields: bool = True, notes: bool = True) -> list[str]:
     """Human-readable note lines: notices, findings per claim, and (optionally) condition, body region,
     sample size and the curator's notes (last, prefixed `Notes: `, may span lines)."""
     get = study.get
@@ -279,7 +245,7 @@ def evidence_note_lines(study: Study, *, fields: bool = True, notes: bool = True
     return lines
 
 
-def finding_lines(study: Study) -> list[str]:
+def finding_lines(study: StudyRow) -> list[str]:
     """`Finding on pain-modulation (supports): ...` for each claim with a finding."""
     lines = []
     for claim in study.get("claims") or ():
@@ -291,7 +257,7 @@ def finding_lines(study: Study) -> list[str]:
     return lines
 
 
-def apply_note_lines(study: Study, lines: Iterable[str]) -> None:
+def apply_note_lines(study: StudyRow, lines: Iterable[str]) -> None:
     """Fill `study` from note lines; lines we did not write are kept as the study's notes.
 
     A line is ours only in our exact form with a value we could have written: `Finding on MRI: ...`
@@ -356,7 +322,7 @@ def split_note_text(text: str) -> list[str]:
     return lines
 
 
-def finalize_imported(study: Study) -> Study:
+def finalize_imported(study: StudyRow) -> StudyRow:
     """Derived fields an importer fills after reading a record: level from design, status default."""
     if study.get("level") is None and study.get("design") in DESIGN_LEVELS:
         study["level"] = DESIGN_LEVELS[study["design"]]
@@ -366,82 +332,6 @@ def finalize_imported(study: Study) -> Study:
         if claim.get("stance") not in (None, *STANCES):
             claim["stance"] = None
     return study
-
-
-# --- citekeys ------------------------------------------------------------------------------------
-
-_STOPWORDS = frozenset(
-    (
-        "a",
-        "an",
-        "the",
-        "of",
-        "on",
-        "in",
-        "for",
-        "and",
-        "or",
-        "to",
-        "with",
-        "by",
-        "from",
-        "at",
-        "as",
-        "is",
-        "are",
-        "does",
-        "do",
-        "effect",
-        "effects",
-    )
-)
-
-
-def ascii_fold(text: str) -> str:
-    """`Müller` -> `Muller`; characters without an ASCII base are dropped."""
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-
-
-def make_citekey(study: Study) -> str:
-    """A deterministic key `familyYEARword` (bayliss2011treatment) from author, year and title."""
-    authors = study.get("authors") or []
-    first = authors[0] if authors else {}
-    name = first.get("family") or first.get("name") or "anon"
-    if first.get("name"):  # an organisation: its first word (none for a name of only whitespace)
-        name = next(iter(str(name).split()), "")
-    family = re.sub(r"[^a-z]", "", ascii_fold(str(name)).lower())
-    words = re.findall(r"[a-z0-9]+", ascii_fold(str(study.get("title") or "")).lower())
-    word = next((w for w in words if w not in _STOPWORDS and not w.isdigit()), "")
-    return f"{family or 'anon'}{study.get('year') or ''}{word}"
-
-
-_CITEKEY_UNSAFE_RE = re.compile(r"[\s,{}()=#%\"'\\~]")
-
-
-class CitekeyAllocator:
-    """Hands out citekeys unique within one export: the study's own key when it has one, else a made
-    one; a clash gets a, b, c... appended (so keys stay stable for a given export order)."""
-
-    @staticmethod
-    def keeps_all(keys: Sequence[str | None]) -> bool:
-        """True when every one of these distinct keys would be handed out as it is (none empty, none
-        with a character `key_for` removes), whatever the order: several allocators may then share an
-        export's studies without a clash. One search over all the keys (100,000 in 10 ms)."""
-        if None in keys or "" in keys:
-            return False
-        return not _CITEKEY_UNSAFE_RE.search("|".join(key for key in keys if key is not None))
-
-    def __init__(self) -> None:
-        self._used: set[str] = set()
-
-    def key_for(self, study: Study) -> str:
-        base = _CITEKEY_UNSAFE_RE.sub("", str(study.get("citekey") or "")) or make_citekey(study)
-        key, n = base, 0
-        while key in self._used:
-            key = base + letters(n + 1)
-            n += 1
-        self._used.add(key)
-        return key
 
 
 # --- pages, years, names -------------------------------------------------------------------------
@@ -507,56 +397,26 @@ def author_family_given(author: dict[str, Any]) -> str:
     return str(author.get("family") or "")
 
 
-# --- text files assembled from runs of entries ------------------------------------------------------
-
-RUN = 500  # studies formatted and written together (and read per round trip while exporting from SQLite)
+# --- text files ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TextLayout:
-    """How a text format's file is put together from runs of studies formatted on their own.
-
-    The file is `head` + run + `sep` + run ... + `tail`, or `empty` when there is no study at all. Any
-    run can be formatted apart from the others, so a large export can format its runs in several
-    processes and join them in order (`evidence.exchange`); `write_text` joins them in this process.
-    `entries(studies, keys)` formats one run; `keys` hands out citekeys unique across the runs it sees.
-    `utf8_entries`, where a format has it, makes the same run directly in UTF-8 (the export workers send
-    bytes).
-    """
-
-    entries: Callable[[Sequence[Study], CitekeyAllocator], str]
-    head: str = ""
-    sep: str = ""
-    tail: str = ""
-    empty: str = ""
-    utf8_entries: Callable[[Sequence[Study], CitekeyAllocator], bytes] | None = None
-
-    def utf8(self, studies: Sequence[Study], keys: CitekeyAllocator) -> bytes:
-        """A run in UTF-8."""
-        if self.utf8_entries is not None:
-            return self.utf8_entries(studies, keys)
-        return self.entries(studies, keys).encode()
-
-
-def write_text(studies: Iterable[Study], layout: TextLayout, out: TextIO, *, run: int = RUN) -> int:
-    """Write studies to `out` in `layout`, a run at a time; returns the count."""
+def write_entries(
+    studies: Iterable[StudyRow],
+    out: TextIO,
+    entry: Callable[[StudyRow, str], str],
+    *,
+    head: str = "",
+    sep: str = "",
+    tail: str = "",
+    empty: str = "",
+) -> int:
+    """Write `head`, one `entry(study, citekey)` per study (`sep` between them) and `tail`, or `empty`
+    when there is no study; citekeys are unique within the file. Returns the count."""
     keys = CitekeyAllocator()
-    return join_runs(
-        ((layout.entries(batch, keys), len(batch)) for batch in chunks(studies, run)), layout, out
-    )
-
-
-def join_runs(runs: Iterable[tuple[Any, int]], layout: TextLayout, out: Any, *, encoded: bool = False) -> int:
-    """Write formatted runs, given as (text, studies in it), in `layout`; returns the count of studies.
-    A run of no study is skipped (its text is empty). `encoded`: the runs are UTF-8 bytes, and so is
-    `out` (a binary stream)."""
-    parts: tuple[Any, ...] = (layout.head, layout.sep, layout.tail, layout.empty)
-    head, sep, tail, empty = (part.encode() for part in parts) if encoded else parts
     count = 0
-    for text, studies in runs:
-        if studies:
-            out.write(sep if count else head)
-            out.write(text)
-            count += studies
+    for study in studies:
+        out.write(sep if count else head)
+        out.write(entry(study, keys.key_for(study)))
+        count += 1
     out.write(tail if count else empty)
     return count

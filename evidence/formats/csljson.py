@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from evidence.errors import ImportFormatError
 from evidence.formats.common import (
-    CitekeyAllocator,
-    Study,
-    TextLayout,
+    StudyRow,
     apply_keywords,
     apply_note_lines,
     empty_study,
@@ -33,7 +31,7 @@ from evidence.formats.common import (
     normalise_pages,
     person,
     split_note_text,
-    write_text,
+    write_entries,
     year_from,
 )
 
@@ -78,7 +76,7 @@ _CUSTOM_KEYS = (
 )
 
 
-def to_csl_item(study: Study, key: str, *, custom: bool = True) -> dict[str, Any]:
+def to_csl_item(study: StudyRow, key: str, *, custom: bool = True) -> dict[str, Any]:
     """The CSL-JSON item for a study (also what `cite.py` feeds citeproc-py)."""
     get = study.get
     item: dict[str, Any] = {
@@ -144,37 +142,20 @@ def _csl_name(author: dict[str, Any]) -> dict[str, Any]:
     return {"family": author.get("family") or ""}
 
 
-def csljson_utf8_entries(studies: Sequence[Study], keys: CitekeyAllocator) -> bytes:
-    """A run of CSL-JSON items in UTF-8, one per line, comma-separated (see `TextLayout`).
-
-    Encoded by orjson: 0.34 s for 100,000 items against 1.48 s for the standard library's C encoder
-    (measured side by side), compact (no space after `:` and `,`), non-ASCII characters as themselves.
-    """
-    import orjson
-
-    dumps, key_for = orjson.dumps, keys.key_for
-    return b",\n".join([dumps(to_csl_item(study, key_for(study))) for study in studies])
+def _csl_line(study: StudyRow, key: str) -> str:
+    # Compact, one item a line, non-ASCII characters as themselves.
+    return json.dumps(to_csl_item(study, key), ensure_ascii=False, separators=(",", ":"))
 
 
-def csljson_entries(studies: Sequence[Study], keys: CitekeyAllocator) -> str:
-    """`csljson_utf8_entries` as text."""
-    return csljson_utf8_entries(studies, keys).decode()
-
-
-CSLJSON_LAYOUT = TextLayout(
-    csljson_entries, head="[\n", sep=",\n", tail="\n]\n", empty="[]\n", utf8_entries=csljson_utf8_entries
-)
-
-
-def write_csljson(studies: Iterable[Study], out: TextIO) -> int:
-    """Write studies as one CSL-JSON array, streamed a run of items at a time; returns the count."""
-    return write_text(studies, CSLJSON_LAYOUT, out)
+def write_csljson(studies: Iterable[StudyRow], out: TextIO) -> int:
+    """Write studies as one CSL-JSON array, an item a line; returns the count."""
+    return write_entries(studies, out, _csl_line, head="[\n", sep=",\n", tail="\n]\n", empty="[]\n")
 
 
 _WS_RE = re.compile(r"\s*")
 
 
-def read_csljson(stream: TextIO, path: str = "<stdin>") -> Iterator[Study]:
+def read_csljson(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
     """Yield a study dict per CSL-JSON item (an array of items, or one item); errors name the line."""
     text = stream.read().lstrip("\ufeff")
     decoder = json.JSONDecoder()
@@ -231,7 +212,7 @@ def _year(value: Any, line: int, path: str) -> int | None:
     return year
 
 
-def _study_from_item(item: Any, line: int, path: str) -> Study:
+def _study_from_item(item: Any, line: int, path: str) -> StudyRow:
     if not isinstance(item, dict):
         raise ImportFormatError(path, line, "expected a CSL-JSON item (an object with 'title')")
     title = _text(item.get("title"))

@@ -11,8 +11,8 @@ Escaping choice (documented in the export docs):
   and initials work, and en/em dashes as `--`/`---`; other symbols (®, ≥, curly quotes) stay UTF-8, which
   LaTeX, biber and pandoc read (pandoc's BibTeX reader drops `\\textregistered` and friends). `biblatex`
   output (biber, Unicode-aware) keeps UTF-8 as is. A literal `--` is written `-{}-`.
-* Decoding on import runs only on fields that contain a backslash or a brace: pylatexenc is slow (the
-  100,000-entry benchmark cannot afford it on every field), and a field without either is plain text.
+* Decoding on import runs only on fields that contain a backslash or a brace: pylatexenc is slow (a large
+  import cannot afford it on every field), and a field without either is plain text.
 """
 
 from __future__ import annotations

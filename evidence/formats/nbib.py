@@ -15,7 +15,7 @@ from typing import TextIO
 
 from evidence.errors import ImportFormatError
 from evidence.formats.common import (
-    Study,
+    StudyRow,
     empty_study,
     finalize_imported,
     normalise_pages,
@@ -87,7 +87,7 @@ def design_for_publication_types(types: list[str]) -> str | None:
     return _DESIGN_FOR[min(known, key=_DESIGN_RANK.__getitem__)]
 
 
-def read_nbib(stream: TextIO, path: str = "<stdin>") -> Iterator[Study]:
+def read_nbib(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
     """Yield a study dict per MEDLINE record, streaming; `ImportFormatError` names the line."""
     record: list[tuple[str, str]] = []
     start = 0
@@ -119,7 +119,7 @@ def read_nbib(stream: TextIO, path: str = "<stdin>") -> Iterator[Study]:
         yield _study_from_record(record, start, path)
 
 
-def _study_from_record(record: list[tuple[str, str]], line: int, path: str) -> Study:
+def _study_from_record(record: list[tuple[str, str]], line: int, path: str) -> StudyRow:
     values: dict[str, list[str]] = {}
     for tag, value in record:
         values.setdefault(tag, []).append(value)

@@ -16,14 +16,12 @@ value). rispy stays the independent reader in the tests.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from evidence.errors import ImportFormatError
 from evidence.formats.common import (
-    CitekeyAllocator,
-    Study,
-    TextLayout,
+    StudyRow,
     apply_keywords,
     apply_note_lines,
     empty_study,
@@ -33,7 +31,7 @@ from evidence.formats.common import (
     normalise_pages,
     person,
     split_pages,
-    write_text,
+    write_entries,
     year_from,
 )
 
@@ -86,7 +84,7 @@ def _note_tags(note_lines: list[str]) -> list[tuple[str, str]]:
     return tags
 
 
-def format_record(study: Study, key: str) -> str:
+def format_record(study: StudyRow, key: str) -> str:
     """One RIS record (TY ... ER) for a study."""
     get = study.get
     lines: list[tuple[str, Any]] = [("TY", _RIS_TYPES.get(get("publication_type") or "", "GEN")), ("ID", key)]
@@ -130,24 +128,15 @@ _TAGGED_FIELDS = (
 )
 
 
-def ris_entries(studies: Sequence[Study], keys: CitekeyAllocator) -> str:
-    """A run of RIS records (see `TextLayout`)."""
-    key_for = keys.key_for
-    return "".join([format_record(study, key_for(study)) for study in studies])
-
-
-RIS_LAYOUT = TextLayout(ris_entries)
-
-
-def write_ris(studies: Iterable[Study], out: TextIO) -> int:
+def write_ris(studies: Iterable[StudyRow], out: TextIO) -> int:
     """Write studies as RIS records; returns the count."""
-    return write_text(studies, RIS_LAYOUT, out)
+    return write_entries(studies, out, format_record)
 
 
 _TAG_RE = re.compile(r"^([A-Z][A-Z0-9])  ?-(?: (.*))?$")
 
 
-def read_ris(stream: TextIO, path: str = "<stdin>") -> Iterator[Study]:
+def read_ris(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
     """Yield a study dict per RIS record, streaming; `ImportFormatError` names the line."""
     record: dict[str, list[str]] | None = None
     start = 0
@@ -199,7 +188,7 @@ def _first(record: dict[str, list[str]], *tags: str) -> str | None:
     return None
 
 
-def _study_from_record(record: dict[str, list[str]], line: int, path: str) -> Study:
+def _study_from_record(record: dict[str, list[str]], line: int, path: str) -> StudyRow:
     study = empty_study()
     study["_line"] = line
     study["publication_type"] = _PUBLICATION_TYPES.get(record["TY"][0].upper())

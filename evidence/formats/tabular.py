@@ -1,6 +1,5 @@
-"""CSV and XLSX (Excel, the clinic's spreadsheets): export (`write_csv` through pandas, a run of
-studies at a time; `write_xlsx` through `evidence.formats.xlsx`, a run of studies at a time), and import
-of our own CSV columns (`read_csv`).
+"""CSV and XLSX (Excel, the clinic's spreadsheets): export (`write_csv` through pandas, `write_xlsx`
+through XlsxWriter, both a chunk of studies at a time) and import of our own CSV columns (`read_csv`).
 
 One row per study, columns in `STUDY_KEYS` order. Lists are joined with "; ": authors as
 `Family, Given` (an ORCID as ` <0000-...>`, an organisation in braces `{World Health Organization}`),
@@ -21,27 +20,25 @@ The importer uses the csv module rather than pandas: it streams, keeps text as t
 from __future__ import annotations
 
 import csv
+import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from evidence.errors import ImportFormatError
+from evidence.errors import ExportError, ImportFormatError
 from evidence.formats.common import (
-    RUN,
     STUDY_KEYS,
-    CitekeyAllocator,
-    Study,
-    TextLayout,
+    StudyRow,
     apply_note_lines,
     empty_study,
     finalize_imported,
     finding_lines,
     notice_lines,
     person,
-    write_text,
 )
-from evidence.formats.xlsx import Segment, Sheet, check_target, deflate, write_workbook
 from evidence.sequences import chunks
 from evidence.vocab import CLAIM_BY_NAME
 
@@ -81,7 +78,7 @@ _AUTHORS, _MECHANISMS, _CLAIMS, _TAGS, _UPDATES = (
 )
 
 
-def row_cells(study: Study) -> list[Any]:
+def row_cells(study: StudyRow) -> list[Any]:
     """The spreadsheet row of a study, its cells in `COLUMNS` order: lists joined, text cells that a
     spreadsheet would run guarded, integers left as integers, empty cells None or ""."""
     cells = list(map(study.get, STUDY_KEYS))
@@ -104,60 +101,103 @@ def row_cells(study: Study) -> list[Any]:
     return [guard_cell(c) if c and c.__class__ is str and c[0] in _TRIGGER_CHARS else c for c in cells]
 
 
-def csv_entries(studies: Sequence[Study], keys: CitekeyAllocator | None = None) -> str:
-    """A run of CSV rows through pandas (see `TextLayout`; the file's header is the layout's head)."""
+CHUNK = 5000  # studies per DataFrame: a frame of the whole library would not fit the memory budget
+
+
+def write_csv(studies: Iterable[StudyRow], out: TextIO) -> int:
+    """Write studies as CSV (UTF-8, header row, one row per study) through pandas; returns the count."""
     import pandas as pd
 
-    # dtype=object: a year column with a gap must stay 2011, not become 2011.0.
-    frame = pd.DataFrame([row_cells(study) for study in studies], columns=list(COLUMNS), dtype=object)
-    return str(frame.to_csv(header=False, index=False, lineterminator="\n"))
-
-
-_HEADER = ",".join(COLUMNS) + "\n"
-CSV_LAYOUT = TextLayout(csv_entries, head=_HEADER, empty=_HEADER)
-
-
-def write_csv(studies: Iterable[Study], out: TextIO) -> int:
-    """Write studies as CSV (UTF-8, header row, one row per study) through pandas; returns the count.
-
-    One DataFrame per run of studies rather than one for the library: a single frame of 100,000
-    studies holds 460 MB, the export's memory budget is 500 MB.
-    """
-    return write_text(studies, CSV_LAYOUT, out)
-
-
-XLSX_SHEET = Sheet(COLUMNS)
-
-
-def xlsx_segment(studies: Sequence[Study], first: int) -> Segment:
-    """A run of studies as deflated sheet rows, the first on sheet row `first` (2: below the header)."""
-
-    def name(index: int) -> str:
-        study_id = studies[index].get("id")
-        return f"study {study_id}" if study_id is not None else f"sheet row {first + index}"
-
-    return deflate(XLSX_SHEET.rows_xml(map(row_cells, studies), first, name=name))
-
-
-def write_xlsx(studies: Iterable[Study], out: str | Path | BinaryIO) -> int:
-    """Write studies as an Excel workbook to a path or binary stream; stdout is refused (ExportError).
-
-    The rows are turned into XML and compressed a run at a time (`evidence.formats.xlsx`, which says why
-    not a workbook library); only the compressed runs are kept until the file is written, about 35 MB
-    for 100,000 studies.
-    """
-    check_target(out)
-    segments, count = [], 0
-    for batch in chunks(studies, RUN):
-        segments.append(xlsx_segment(batch, count + 2))
+    out.write(",".join(COLUMNS) + "\n")
+    count = 0
+    for batch in chunks(studies, CHUNK):
+        # dtype=object: a year column with a gap must stay 2011, not become 2011.0.
+        frame = pd.DataFrame([row_cells(study) for study in batch], columns=list(COLUMNS), dtype=object)
+        frame.to_csv(out, header=False, index=False, lineterminator="\n")
         count += len(batch)
-    return write_xlsx_segments(segments, count, out)
-
-
-def write_xlsx_segments(segments: Sequence[Segment], count: int, out: str | Path | BinaryIO) -> int:
-    """Write the workbook of `count` studies whose rows are `segments` (from `xlsx_segment`, in order)."""
-    write_workbook(XLSX_SHEET, segments, count, out, sheet_name="studies")
     return count
+
+
+MAX_ROWS = 1_048_576  # Excel's rows per sheet, the header row included
+MAX_CELL_CHARS = 32_767  # Excel's characters per cell
+# Characters XML 1.0 cannot hold (XlsxWriter would write them as _xHHHH_ escapes, which readers turn back
+# into the control characters): dropped, as Excel itself does when it saves such a cell.
+_NOT_XML = {c: None for c in range(32) if chr(c) not in "\t\n\r"}
+
+
+def write_xlsx(studies: Iterable[StudyRow], out: str | Path | BinaryIO) -> int:
+    """Write studies as an Excel workbook (one sheet, "studies") to a path or binary stream; returns the
+    count. Stdout and text streams are refused, and so are a cell longer than Excel holds and more rows
+    than a sheet holds (ExportError naming the study): the caller's file is then not written.
+
+    XlsxWriter in constant-memory mode writes each row as it comes (pandas' `to_excel` writes a frame
+    column by column, which that mode cannot take, and would hold the whole selection in memory).
+    """
+    import xlsxwriter
+
+    check_xlsx_target(out)
+    # The rows wait in a temporary file until close() zips them: in a folder of our own, so that an export
+    # stopped half-way (a cell too long, an interrupt) leaves no file behind.
+    with tempfile.TemporaryDirectory(prefix="evidence-xlsx-") as tmpdir:
+        book = xlsxwriter.Workbook(
+            str(out) if isinstance(out, Path) else out,
+            {
+                "constant_memory": True,
+                "tmpdir": tmpdir,
+                "strings_to_formulas": False,  # text stays text (our guard also prefixes an apostrophe)
+                "strings_to_urls": False,
+                "strings_to_numbers": False,
+                "use_zip64": True,
+            },
+        )
+        sheet = book.add_worksheet("studies")
+        sheet.write_row(0, 0, COLUMNS)
+        count = 0
+        try:
+            for study in studies:
+                count += 1
+                check_xlsx_rows(count)
+                sheet.write_row(count, 0, _xlsx_cells(study, count))
+        except BaseException:
+            # Nothing reaches `out` before close(): drop the rows written so far, and mark the workbook
+            # closed so that it does not complain when collected.
+            sheet._opt_close()
+            book.fileclosed = True
+            raise
+        book.close()
+    return count
+
+
+def check_xlsx_rows(count: int) -> None:
+    """ExportError when `count` studies do not fit in one sheet below the header."""
+    if count + 1 > MAX_ROWS:
+        raise ExportError(
+            f"{count:,} studies do not fit in an Excel sheet (at most {MAX_ROWS - 1:,} below the header); "
+            "export them as csv, or a smaller selection as xlsx"
+        )
+
+
+def _xlsx_cells(study: StudyRow, row: int) -> list[Any]:
+    cells = row_cells(study)
+    for index, cell in enumerate(cells):
+        if cell.__class__ is str and cell:
+            if not cell.isprintable():
+                cell = cells[index] = cell.translate(_NOT_XML)
+            if len(cell) > MAX_CELL_CHARS:
+                who = f"study {study['id']}" if study.get("id") is not None else f"sheet row {row + 1}"
+                raise ExportError(
+                    f"{who}: the {COLUMNS[index]} cell has {len(cell):,} characters, more than an Excel "
+                    f"cell holds ({MAX_CELL_CHARS:,}); export it as csv instead"
+                )
+    return cells
+
+
+def check_xlsx_target(out: Any) -> None:
+    """Refuse a target a workbook cannot go to: stdout, a text stream or a terminal (ExportError)."""
+    stdout = (None, "-", sys.stdout, getattr(sys.stdout, "buffer", None))
+    refused = isinstance(out, io.TextIOBase) or any(out is s or out == s for s in stdout)
+    if refused or (not isinstance(out, (str, Path)) and getattr(out, "isatty", lambda: False)()):
+        raise ExportError("xlsx is a binary spreadsheet: give a file to write it to (-o FILE.xlsx)")
 
 
 def _split(cell: str) -> list[str]:
@@ -175,7 +215,7 @@ def _parse_author(text: str) -> dict[str, Any]:
     return person(family.strip(), given.strip() or None, orcid)
 
 
-def read_csv(stream: TextIO, path: str = "<stdin>") -> Iterator[Study]:
+def read_csv(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
     """Yield a study dict per row of a CSV in our export columns (needs at least a `title` column)."""
     reader = csv.reader(stream)
     try:
@@ -207,7 +247,7 @@ def read_csv(stream: TextIO, path: str = "<stdin>") -> Iterator[Study]:
         yield _study_from_row(dict(zip(header, (unguard_cell(c) for c in cells), strict=True)), line, path)
 
 
-def _study_from_row(row: dict[str, str], line: int, path: str) -> Study:
+def _study_from_row(row: dict[str, str], line: int, path: str) -> StudyRow:
     study = empty_study()
     study["_line"] = line
     for key in STUDY_KEYS:

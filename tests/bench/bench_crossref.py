@@ -12,7 +12,7 @@ answers ``/works/{doi}`` and ``/works?filter=doi:A,doi:B,...`` with synthetic wo
 Measured:
 
 1. ``evidence.enrich.enrich`` over an empty library (``init_library(empty=True)``) holding ``--n`` minimal
-   studies inserted with ``evidence.bulk.insert_studies``, with the client the CLI uses (public pool
+   studies inserted with ``evidence.store.bulk.insert_studies``, with the client the CLI uses (public pool
    limits, default retries): requests per DOI (target <= 0.03), 429s (target 0), wall time against the
    theoretical minimum under the stand-in's limit.
 2. The same enrichment again: requests sent (target 0; everything comes from the cache).
@@ -221,13 +221,13 @@ class CrossrefStandIn:
 
 
 def build_library(home: Path, n: int) -> Any:
-    from evidence import bulk
     from evidence.config import load_settings
-    from evidence.db import open_database
     from evidence.library import init_library
+    from evidence.store import bulk
+    from evidence.store.db import open_database
 
     settings = load_settings({"EVIDENCE_HOME": str(home)})
-    db = open_database(settings, seed=False)
+    db = open_database(settings)
     with db.transaction() as session:
         init_library(session, empty=True)
         rows = [{"title": f"Synthetic trial {i}", "doi": f"{DOI_PREFIX}{i}"} for i in range(n)]

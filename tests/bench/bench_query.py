@@ -126,11 +126,11 @@ def time_processes(db_path: Path, n: int, runs: int, warmup: int) -> list[Timing
 
 def time_queries(db_path: Path, n: int, runs: int) -> tuple[list[Timing], list[str]]:
     from evidence.config import load_settings
-    from evidence.db import open_database
     from evidence.query import FindFilters, find_ids, find_studies, show_study
+    from evidence.store.db import open_database
 
     settings = load_settings({"EVIDENCE_HOME": str(db_path.parent), "EVIDENCE_DB": str(db_path)})
-    db = open_database(settings, seed=False)
+    db = open_database(settings)
     mechanism = FindFilters(mechanisms=["neural-stimulation"], year_from=2015)
     text = FindFilters(text="range of motion")
     doi = show_doi(n)

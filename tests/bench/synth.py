@@ -300,7 +300,7 @@ def _year(rng: random.Random) -> int:
 
 
 def study(index: int, seed: int = DEFAULT_SEED) -> dict[str, Any]:
-    """Synthetic study number ``index`` (1-based) as an `evidence.bulk.insert_studies` row."""
+    """Synthetic study number ``index`` (1-based) as an `evidence.store.bulk.insert_studies` row."""
     rng = random.Random(seed * 1_000_003 + index)
     design = rng.choices(tuple(DESIGN_WEIGHTS), weights=tuple(DESIGN_WEIGHTS.values()))[0]
     animal = design in ("animal-study", "in-vitro")
@@ -386,7 +386,7 @@ def _stamp_path(db_path: Path) -> Path:
 
 
 def _expected_stamp(n: int, seed: int) -> dict[str, Any]:
-    from evidence.db import HEAD_REVISION
+    from evidence.store.db import HEAD_REVISION
 
     return {"n": n, "seed": seed, "generator": GENERATOR_VERSION, "schema": HEAD_REVISION}
 
@@ -426,10 +426,10 @@ def build_library(
 
     Built into a temporary file and renamed, so an interrupted build is never mistaken for a finished one.
     """
-    from evidence.bulk import CitekeyAllocator, insert_studies
     from evidence.config import load_settings
-    from evidence.db import open_database
     from evidence.library import init_library
+    from evidence.store.bulk import insert_studies, library_allocator
+    from evidence.store.db import open_database
 
     db_path = Path(db_path).resolve()
     if not force and cached_library_ok(db_path, n, seed):
@@ -440,7 +440,7 @@ def build_library(
         path.unlink(missing_ok=True)
     started = time.perf_counter()
     settings = load_settings({"EVIDENCE_HOME": str(db_path.parent), "EVIDENCE_DB": str(tmp)})
-    db = open_database(settings, seed=False)
+    db = open_database(settings)
     try:
         with db.transaction() as session:
             init_library(session, empty=True)
@@ -448,12 +448,12 @@ def build_library(
         for start in range(1, n + 1, chunk):
             size = min(chunk, n + 1 - start)
             with db.transaction() as session:  # one transaction per chunk keeps the WAL small
-                allocator = allocator or CitekeyAllocator(session)
+                allocator = allocator or library_allocator(session)
                 insert_studies(session, studies(size, seed, start), source="import", allocator=allocator)
             if progress and sys.stderr.isatty():
                 print(f"\rsynthetic library: {start + size - 1}/{n} studies", end="", file=sys.stderr)
         # A checkpoint cannot run inside a transaction, and every SQLAlchemy transaction here begins
-        # IMMEDIATE (evidence.db): use the driver connection, outside any transaction.
+        # IMMEDIATE (evidence.store.db): use the driver connection, outside any transaction.
         raw = db.engine.raw_connection()
         try:
             raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -1,11 +1,11 @@
-"""Alembic environment: runs on the connection `evidence.db` hands over (no alembic.ini needed)."""
+"""Alembic environment: runs on the connection `evidence.store.db` hands over (no alembic.ini needed)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection, engine_from_config, pool
 
-from evidence.models import Base
+from evidence.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,4 +1,4 @@
-"""Engine, sessions and migrations. Opening a library upgrades its schema and, the first time, seeds it.
+"""Engine, sessions and migrations. Opening a library upgrades its schema.
 
 Alembic is imported only when the stored revision is not the head this code knows, so an ordinary query
 pays nothing for migrations.
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from evidence import vocab
 from evidence.config import Settings
 from evidence.errors import DatabaseError
-from evidence.models import Claim, Mechanism, Meta
+from evidence.store.models import Claim, Mechanism, Meta
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 HEAD_REVISION = "0002"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SEEDED_KEY = "seeded"
-CHANGES_AT_BEGIN = "evidence.changes_at_begin"  # key in the DBAPI connection's info (see _begin_immediate)
 
 
 @dataclass
@@ -42,10 +41,13 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One session, one transaction: committed on success, rolled back on any error."""
-        with self.sessions() as session, session.begin():
+    def transaction(self, *, rollback: bool = False) -> Iterator[Session]:
+        """One session, one transaction: committed on success (rolled back with `rollback`, a dry run),
+        rolled back on any error."""
+        with self.sessions() as session, session.begin() as transaction:
             yield session
+            if rollback:
+                transaction.rollback()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -69,9 +71,6 @@ def _begin_immediate(conn: Any) -> None:
     # instead of silently losing an update. Readers of a WAL database are never blocked by it.
     # https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
     conn.exec_driver_sql("BEGIN IMMEDIATE")
-    # What the connection had changed when the transaction began: a parallel export checks that its own
-    # transaction has written nothing its worker processes could not see (evidence.exchange).
-    conn.connection.info[CHANGES_AT_BEGIN] = conn.connection.driver_connection.total_changes
 
 
 def make_engine(url: str) -> Engine:
@@ -130,8 +129,9 @@ def sync_vocabulary(session: Session) -> None:
             )
 
 
-def open_database(settings: Settings, *, seed: bool = True) -> Database:
-    """Open the library at ``settings.db_url``, upgrading its schema; seed an empty, never-seeded one."""
+def open_database(settings: Settings) -> Database:
+    """Open the library at ``settings.db_url``, upgrading its schema (seeding a new library is the
+    service layer's: `evidence.library.open_library`)."""
     try:
         engine = make_engine(settings.db_url)
         sessions = sessionmaker(engine, expire_on_commit=False)
@@ -140,8 +140,6 @@ def open_database(settings: Settings, *, seed: bool = True) -> Database:
             upgrade(engine)
             with db.transaction() as session:
                 sync_vocabulary(session)
-        if seed:
-            seed_if_new(db)
     except ImportError as exc:
         raise DatabaseError(
             f"cannot open {settings.db_url}: its database driver is not installed ({exc.name})"
@@ -156,19 +154,8 @@ def open_database(settings: Settings, *, seed: bool = True) -> Database:
     return db
 
 
-def seed_if_new(db: Database) -> None:
-    """Load the shipped seed library into a database that was never seeded (nor made empty on purpose)."""
-    with db.transaction() as session:
-        if session.get(Meta, SEEDED_KEY) is not None:
-            return
-        from evidence.seed import load_seed
-
-        load_seed(session)
-        mark_seeded(session, "seed")
-
-
 def mark_seeded(session: Session, how: str) -> None:
-    from evidence.models import utcnow
+    from evidence.store.models import utcnow
 
     meta = session.get(Meta, SEEDED_KEY)
     value = f"{how} {utcnow().isoformat(timespec='seconds')}"

@@ -1,0 +1,27 @@
+"""The study row: the one list of a study's fields, in order, from which every other list of them derives
+(the JSON row of `find`, the records of the citation formats, the spreadsheet's columns, what a writer
+sets). Standard library only; everything may import it."""
+
+from __future__ import annotations
+
+# Every field of a study row, in order: `find --format json`, a citation format's record (the study dict)
+# and the CSV / XLSX columns.
+ROW_FIELDS: tuple[str, ...] = (
+    "id", "citekey", "doi", "pmid", "pmcid", "title", "authors", "journal", "issn", "publisher", "year",
+    "volume", "issue", "pages", "article_number", "publication_type", "abstract", "url", "language",
+    "design", "level", "population", "condition", "body_region", "sample_size", "pedro", "mechanisms",
+    "claims", "tags", "notes", "citations", "status", "updates",
+)  # fmt: skip
+# Filled from the authors, study_claims and study_tags tables; every other row field is a studies column.
+RELATED_FIELDS: tuple[str, ...] = ("authors", "mechanisms", "claims", "tags")
+LIST_FIELDS: frozenset[str] = frozenset({*RELATED_FIELDS, "updates"})
+COLUMN_FIELDS: tuple[str, ...] = tuple(f for f in ROW_FIELDS if f not in RELATED_FIELDS)
+# What the library hands out or Crossref reports, never a writer: the id, the status with its notices, the
+# citation count.
+COMPUTED_FIELDS: tuple[str, ...] = ("id", "status", "updates", "citations")
+# The study's own fields a writer sets (the seed loader, the importer, the bulk inserter, a hand edit):
+# the row's columns less the computed ones, and the population's detail, which the row leaves out.
+STUDY_FIELDS: tuple[str, ...] = (
+    *(f for f in COLUMN_FIELDS if f not in COMPUTED_FIELDS),
+    "population_detail",
+)
