@@ -113,9 +113,10 @@ def test_import_benchmark_runs_on_tiny_files(tmp_path: Path) -> None:
     assert [(row[0], row[1]) for row in rows[: 2 * len(labels)]] == [
         (label, into) for label in labels for into in ("empty", str(N))
     ]
-    assert len(rows) == 2 * len(labels) + 1  # and the 2n row
-    scale = rows[-1]
+    assert len(rows) == 2 * len(labels) + 2  # and the 2n row, and a dry run
+    scale, dry = rows[-2], rows[-1]
     assert scale[0].split(" ")[0] in labels and scale[1:3] == ["empty", f"{2 * N}"]
+    assert dry[0] == scale[0] and dry[1:3] == ["empty, --dry-run", f"{N}"]
     for row in rows:
         assert row[6].split(" ")[-1] in ("ok", "**MISS**"), row
         assert float(row[3]) > 0 and float(row[4]) > 0, row

@@ -142,9 +142,13 @@ def _csl_name(author: dict[str, Any]) -> dict[str, Any]:
     return {"family": author.get("family") or ""}
 
 
+# Compact, one item a line, non-ASCII characters as themselves (one encoder: `json.dumps` with options
+# builds a new one for every call).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _csl_line(study: StudyRow, key: str) -> str:
-    # Compact, one item a line, non-ASCII characters as themselves.
-    return json.dumps(to_csl_item(study, key), ensure_ascii=False, separators=(",", ":"))
+    return _ENCODE(to_csl_item(study, key))
 
 
 def write_csljson(studies: Iterable[StudyRow], out: TextIO) -> int:

@@ -266,11 +266,14 @@ class Session:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
 
-    def import_file(self, row: Row, db: Path, made: shapes.Generated, fmt: str) -> None:
+    def import_file(
+        self, row: Row, db: Path, made: shapes.Generated, fmt: str, *, dry_run: bool = False
+    ) -> None:
         """Import a file into a library, filling the row's time, memory and score."""
         report = self.work / "report.json"
         report.unlink(missing_ok=True)
         args = [EVIDENCE, "--db", str(db), "import", str(made.path), "--format", fmt, "--quiet"]
+        args += ["--dry-run"] if dry_run else []
         if self.reports:
             args += ["--report", str(report)]
         try:
@@ -333,6 +336,11 @@ def run(n: int, labels: list[str], out_dir: Path, scale: str) -> str:
             row = Row(spec.label, "empty", 2 * n, None, spec.quality)
             session.import_file(row, db, double, spec.fmt)
             session.drop_library(db)
+            # --dry-run does all the work and rolls back: it reports the merges in the same budget.
+            dry = Row(spec.label, "empty, --dry-run", n, EMPTY_TARGET_S, spec.quality)
+            db = session.fresh_library(f"{spec.label}-dry")
+            session.import_file(dry, db, shapes.generate(spec, n, "base", out_dir), spec.fmt, dry_run=True)
+            session.drop_library(db)
             row.bare_s = session.bare(double, spec.fmt)
             single = measured[scale]
             if row.wall_s is not None and single.wall_s:
@@ -341,7 +349,7 @@ def run(n: int, labels: list[str], out_dir: Path, scale: str) -> str:
                 single_pairs = single.score.pairs_scored if single.score else None
                 if isinstance(double_pairs, int) and isinstance(single_pairs, int) and single_pairs:
                     row.pairs_ratio = double_pairs / single_pairs
-            rows.append(row)
+            rows += [row, dry]
     return render(rows, n, session.reports, generated, time.perf_counter() - started)
 
 
