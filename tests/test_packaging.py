@@ -38,7 +38,10 @@ def test_wheel_contains_cli_migrations_and_seed_data(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "cli.py" in names
     assert "evidence/seed_data/studies.json" in names
-    assert "evidence/migrations/env.py" in names
-    assert "evidence/migrations/versions/0001_initial_schema.py" in names
+    assert "evidence/store/migrations/env.py" in names
+    assert "evidence/store/migrations/script.py.mako" in names
+    assert "evidence/store/migrations/versions/0001_initial_schema.py" in names
+    for package in ("crossref", "enrich", "formats", "store"):
+        assert f"evidence/{package}/__init__.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "evidence = cli:cli" in zipfile.ZipFile(wheel).read(entry_points).decode()
