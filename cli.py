@@ -1232,6 +1232,7 @@ def import_command(
       cat refs.json | evidence import -
     """
     from evidence.exchange import import_path, import_stream
+    from evidence.render import open_output
 
     keep = report_path is not None
     with state.database().transaction(rollback=dry_run) as session:
@@ -1240,11 +1241,12 @@ def import_command(
         else:
             with Progress("Importing", quiet, minimum=1_000_000) as progress:
                 report = import_path(session, file, fmt=fmt, on_progress=progress.advance, keep_outcomes=keep)
+        if report_path is not None:  # inside the transaction: a report that cannot be written undoes it
+            with open_output(report_path) as out:
+                json.dump(report.as_dict(dry_run=dry_run), out, ensure_ascii=False, indent=1)
     for line in report.summary_lines(dry_run=dry_run):
         click.echo(line, err=True)
     if report_path is not None:
-        with open(report_path, "w", encoding="utf-8") as out:  # noqa: PTH123 (click gives a str path)
-            json.dump(report.as_dict(dry_run=dry_run), out, ensure_ascii=False, indent=1)
         click.echo(f"wrote the import report to {report_path}", err=True)
 
 

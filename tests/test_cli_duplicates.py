@@ -170,3 +170,12 @@ def test_import_report_as_a_real_subprocess(tmp_path: Path) -> None:
     assert json.loads(report_path.read_text(encoding="utf-8"))["counts"]["added"] == 7
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT count(*) FROM studies").fetchone() == (7,)
+
+
+def test_a_report_that_cannot_be_written_undoes_the_import(tmp_path: Path) -> None:
+    source = tmp_path / "group.bib"
+    source.write_text(FILE, encoding="utf-8")
+    run("db", "init", "--empty")
+    result = run("import", str(source), "--report", str(tmp_path / "no-such-folder" / "r.json"), expect=1)
+    assert result.stderr.startswith("Error: ") and "no-such-folder" in result.stderr
+    assert run_json("find") == []
