@@ -39,7 +39,9 @@ MERGE_FIELDS = tuple(
 # What a record may set (population_detail and notes are handled on their own).
 _SCALARS = tuple(f for f in STUDY_FIELDS if f not in ("population_detail", "notes"))
 STATUSES = ("ok", "corrected", "expression-of-concern", "retracted")  # least to most severe
-CHUNK = 2000
+# Records kept pending before they are inserted together: a duplicate of a pending record merges into its
+# dict, one of a record already inserted goes through the ORM, which costs several queries.
+CHUNK = 10_000
 
 
 def _short(value: Any, limit: int = 70) -> str:
@@ -307,6 +309,7 @@ def import_records(
     lines: dict[str, int | None] = {}  # key of each record added -> its line in the file
     possible: list[tuple[str, str, str]] = []  # (key of the record added, key it may duplicate, why)
     index_key_rewrite: dict[str, str] = {}  # "#n" -> "id:N" once inserted
+    inserted: set[str] = set()  # the "id:N" of the studies this import inserted
 
     def flush() -> None:
         if not pending:
@@ -315,6 +318,7 @@ def import_records(
         for (key, rec), study_id in zip(pending.items(), ids, strict=True):
             rec["_id"] = study_id
             index_key_rewrite[key] = f"id:{study_id}"
+            inserted.add(f"id:{study_id}")
         pending.clear()
 
     for raw in raw_records:
@@ -331,7 +335,8 @@ def import_records(
                 _merge_pending(pending[found], rec, outcome, found, index)
             else:
                 # A study this import already inserted (an earlier chunk) is a duplicate within the file.
-                in_file = found in index_key_rewrite
+                # Found by its "#n" key, or by an identifier a merge gave the inserted study ("id:N").
+                in_file = found in index_key_rewrite or found in inserted
                 study = session.get(Study, int(index_key_rewrite.get(found, found)[3:]))
                 assert study is not None
                 merge_record(session, study, rec, outcome, index)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from evidence.config import load_settings
 from tests.helpers import run, run_json
 
@@ -179,3 +181,28 @@ def test_a_report_that_cannot_be_written_undoes_the_import(tmp_path: Path) -> No
     result = run("import", str(source), "--report", str(tmp_path / "no-such-folder" / "r.json"), expect=1)
     assert result.stderr.startswith("Error: ") and "no-such-folder" in result.stderr
     assert run_json("find") == []
+
+
+def test_a_duplicate_of_a_record_inserted_earlier_is_counted_within_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Record 3 finds record 1's study by the DOI record 2 gave it, after record 1 was inserted: still a
+    duplicate within the file, not a study the library already had."""
+    import evidence.importer as importer
+
+    monkeypatch.setattr(importer, "CHUNK", 1)  # every record inserted before the next one is read
+    source = tmp_path / "three.bib"
+    source.write_text(
+        "@article{one, title={Gua sha and fascia}, author={Doe, J}, year={2020}}\n"
+        "@article{two, title={Gua sha and fascia}, author={Doe, J}, year={2020}, doi={10.5555/gs}}\n"
+        "@article{three, title={Gua sha and the fascia layers}, author={Roe, K}, year={2021},\n"
+        "  doi={10.5555/gs}}\n",
+        encoding="utf-8",
+    )
+    run("db", "init", "--empty")
+    result = run("import", str(source))
+    assert (
+        "3 records: 1 added, 0 merged into library studies, 0 already in the library unchanged, "
+        in result.stderr
+    )
+    assert "2 duplicates within the file" in result.stderr
