@@ -40,8 +40,9 @@ MERGE_FIELDS = tuple(
 _SCALARS = tuple(f for f in STUDY_FIELDS if f not in ("population_detail", "notes"))
 STATUSES = ("ok", "corrected", "expression-of-concern", "retracted")  # least to most severe
 # Records kept pending before they are inserted together: a duplicate of a pending record merges into its
-# dict, one of a record already inserted goes through the ORM, which costs several queries.
-CHUNK = 10_000
+# dict, one of a record already inserted goes through the ORM (several queries). Larger batches hold more
+# memory and, with the parsing process beside this one, did not make a large import faster.
+CHUNK = 2000
 
 
 def _short(value: Any, limit: int = 70) -> str:
