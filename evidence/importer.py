@@ -301,7 +301,7 @@ def import_records(
 ) -> ImportReport:
     """Validate, de-duplicate, merge and insert. Raises ImportFormatError on the first malformed record
     (the caller's transaction then rolls everything back). `validated=True`: the records already went
-    through `validate_record` (in a parsing worker process, see `evidence.exchange`)."""
+    through `validate_record` (in the parsing process of `read_records`)."""
     report = ImportReport(path, keep_outcomes=keep_outcomes)
     index = _library_index(session)
     report.work = index.stats
@@ -372,11 +372,11 @@ def import_records(
     for key, other, why in possible:
         if key not in lines:  # the pair as found by the neighbourhood pass: make the new record come first
             key, other = other, key
+        if other in lines and (lines[other] or 0) > (lines[key] or 0):
+            key, other = other, key  # both from the file: the later line may duplicate the earlier one
         if (key, other) in seen:
             continue
         seen.add((key, other))
-        if other in lines and (lines[other] or 0) > (lines[key] or 0):
-            key, other = other, key  # both from the file: the later line may duplicate the earlier one
         report.possible_duplicates.append(
             PossibleDuplicate(
                 lines.get(key),
