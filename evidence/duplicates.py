@@ -54,8 +54,8 @@ def library_duplicates(session: Session) -> tuple[list[DuplicatePair], MatchStat
         rows.append((key, rec))
     pairs, stats = find_possible_duplicates(rows)
     found = []
-    for a, b, verdict in sorted(pairs, key=lambda p: (min(p[0], p[1]), max(p[0], p[1]))):
-        first, second = sorted((a, b))
+    # Each pair comes as (earlier, later): the records are read in id order.
+    for first, second, verdict in sorted(pairs, key=lambda p: (p[0], p[1])):
         found.append(
             DuplicatePair(
                 "likely" if verdict.kind == "same" else "possible",

@@ -11,8 +11,9 @@ character similarity), when the first authors are different people, or when the 
 Everything in between (a one-letter typo, a year apart, "Jon" and "Jonathan") is a *possible* duplicate:
 imported as new and listed, so that the clinician decides.
 
-Cost: candidates come from hash look-ups on (canonical title, first-author family, year) and identifiers,
-so each record meets only the few records with its own title, whatever its surname; possible duplicates
+Cost: candidates come from hash look-ups on identifiers and on (canonical title, first-author family),
+kept when their years are equal or one apart, so each record meets only the few records with its own
+title, whatever its surname; possible duplicates
 with a typo are found by a sorted-neighbourhood pass (a window of `WINDOW` over the records sorted by
 family, year and title, forwards and by reversed title), so the pairs scored grow linearly with the
 records. `MatchStats` counts both, and the tests hold them to a small multiple of the record count.
@@ -97,11 +98,6 @@ def canonical_titles(title: str) -> tuple[str, str]:
     if not rest or main.count(" ") + 1 < MIN_MAIN_TOKENS:
         return whole, ""
     return whole, main
-
-
-def main_title(title: str) -> str:
-    """The canonical title before its subtitle ("" when none: see `canonical_titles`)."""
-    return canonical_titles(title)[1]
 
 
 def _squash(canonical: str) -> str:
@@ -304,7 +300,7 @@ class DuplicateIndex:
     by_pmid: dict[str, str] = field(default_factory=dict)
     identities: list[Identity] = field(default_factory=list)
     stats: MatchStats = field(default_factory=MatchStats)
-    # (squashed canonical title, family, year) -> identities; the main title (subtitle dropped) too.
+    # (squashed canonical title, family) -> identities; the main title (subtitle dropped) too.
     # Keyed by the hash of (squashed canonical title, family), not the tuple: a large library's keys
     # would cost more memory than its identities. A hash collision only adds a candidate, which
     # `compare` then tells apart; so do the years, compared there.
@@ -387,7 +383,7 @@ class DuplicateIndex:
                     if pair in found or a.title == b.title:
                         continue  # an equal title is the hash look-up's case, decided there
                     self.stats.pairs_scored += 1
-                    if abs(len(a.title) - len(b.title)) > _NEAR_LENGTH or not near_titles(a.title, b.title):
+                    if not near_titles(a.title, b.title):
                         continue
                     verdict = compare(a, b)
                     if verdict.kind != "distinct":

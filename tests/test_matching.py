@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from evidence.matching import DuplicateIndex, Identity, canonical_title, compare, main_title
+from evidence.matching import DuplicateIndex, Identity, canonical_title, canonical_titles, compare
 from tests.helpers import run
 
 TITLE = "Effects of instrument-assisted soft tissue mobilisation on pain in knee osteoarthritis"
@@ -123,8 +123,8 @@ def test_canonical_spelling() -> None:
         "randomised controlled trial & behaviour"
     )
     assert canonical_title("Four hours for your toe") == "four hours for your toe"  # short words stay
-    assert main_title("IASTM: a review") == ""  # too short to stand as a title
-    assert main_title(TITLE + ": a randomized controlled trial") == canonical_title(TITLE)
+    assert canonical_titles("IASTM: a review")[1] == ""  # too short to stand as a title
+    assert canonical_titles(TITLE + ": a randomized controlled trial")[1] == canonical_title(TITLE)
 
 
 def test_index_merges_exact_and_lists_possible_without_merging() -> None:
