@@ -70,7 +70,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     file_values = _read_config_file(home / "config.toml")
 
     db = env.get("EVIDENCE_DB") or _str_value(file_values, "db", home)
-    db_url = db_url_from(db) if db else db_url_from(str(home / "evidence.store.db"))
+    db_url = db_url_from(db) if db else db_url_from(str(home / "evidence.db"))
 
     crossref_url = env.get("EVIDENCE_CROSSREF_URL") or _str_value(file_values, "crossref_url", home)
     crossref_url = (crossref_url or DEFAULT_CROSSREF_URL).rstrip("/")  # habanero appends "/works/"

@@ -15,7 +15,6 @@ from evidence.errors import InvalidValue
 from evidence.query import show_study
 from evidence.seed import SeedReport, load_seed
 from evidence.store.db import (
-    HEAD_REVISION,
     SEEDED_KEY,
     Database,
     current_revision,
@@ -101,9 +100,8 @@ def note_ref(session: Session, ref: str, text: str, *, replace: bool = False) ->
 
 def library_status(session: Session) -> dict[str, Any]:
     seeded = session.get(Meta, SEEDED_KEY)
-    bind = session.get_bind()
     return {
-        "revision": current_revision(bind.engine) if hasattr(bind, "engine") else HEAD_REVISION,
+        "revision": current_revision(session.connection()),
         "studies": session.scalar(select(func.count()).select_from(Study)),
         "seeded": seeded.value if seeded else None,
     }

@@ -48,13 +48,13 @@ def closed_port_url(monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def empty_library(isolated_home: Path) -> Path:
     run("db", "init", "--empty")
-    return isolated_home / "evidence.store.db"
+    return isolated_home / "evidence.db"
 
 
 @pytest.fixture
 def seeded_library(isolated_home: Path) -> Path:
     run("db", "init")
-    return isolated_home / "evidence.store.db"
+    return isolated_home / "evidence.db"
 
 
 def add_synthetic(n: int, prefix: str = "10.5555/syn") -> list[str]:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from evidence.store.db import HEAD_REVISION
 from tests.helpers import run, run_json
 
 
 @pytest.fixture
 def empty_library(isolated_home: Path) -> Path:
     run("db", "init", "--empty")
-    return isolated_home / "evidence.store.db"
+    return isolated_home / "evidence.db"
 
 
 def add_rct(*extra: str) -> dict[str, object]:
@@ -368,7 +369,7 @@ def test_claims_mechanisms_and_summary(empty_library: Path) -> None:
 def test_db_path_honours_option_env_and_home(
     isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert run("db", "path").stdout.strip() == f"sqlite:///{isolated_home / 'evidence.store.db'}"
+    assert run("db", "path").stdout.strip() == f"sqlite:///{isolated_home / 'evidence.db'}"
     other = tmp_path / "clinic.db"
     assert run("--db", str(other), "db", "path").stdout.strip() == f"sqlite:///{other}"
     monkeypatch.setenv("EVIDENCE_DB", "sqlite:///" + str(other))
@@ -377,5 +378,6 @@ def test_db_path_honours_option_env_and_home(
 
 def test_empty_library_is_not_seeded_later(empty_library: Path) -> None:
     assert run_json("find") == []
-    run("db", "upgrade")
+    # It reads the revision through its own transaction (a second connection once waited 15 s for it).
+    assert f"schema at revision {HEAD_REVISION}; 0 studies" in run("db", "upgrade").stderr
     assert run_json("find") == []

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from evidence import vocab
@@ -85,14 +85,17 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revision(bind: Engine | Connection) -> str | None:
+    """The schema revision stored in the database, or None for a database without one. Given a
+    Connection (a session's, say), reads through it: a second connection would wait behind the
+    first one's write lock on SQLite."""
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            return current_revision(conn)
     try:
-        with engine.connect() as conn:
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except OperationalError:
-        return None
-    except SQLAlchemyError as exc:  # pragma: no cover - other dialects word "no such table" differently
-        log.debug("no alembic_version: %s", exc)
+        with bind.begin_nested():
+            return bind.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except (OperationalError, ProgrammingError):  # no such table: SQLite / PostgreSQL
         return None
 
 

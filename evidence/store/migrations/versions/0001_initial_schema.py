@@ -1,4 +1,5 @@
-"""Initial schema: studies, authors, tags, mechanisms, claims, stance links, Crossref cache, FTS5.
+"""Initial schema: studies, authors, tags, mechanisms, claims, stance links, Crossref cache, full-text
+search (FTS5 on SQLite; on PostgreSQL a generated tsvector column with a GIN index).
 
 Revision ID: 0001
 Revises: -
@@ -32,6 +33,17 @@ FTS_SQLITE = (
     "INSERT INTO studies_fts(rowid, title, abstract, notes) "
     "VALUES (new.id, new.title, new.abstract, new.notes); "
     "END",
+)
+
+# PostgreSQL: the database keeps the search vector itself (a stored generated column, so no trigger and
+# no application code can let it drift); title words weigh most, then the abstract, then notes. The
+# column is not in the models: nothing writes it, and `evidence.query` reads it by name.
+FTS_POSTGRESQL = (
+    "ALTER TABLE studies ADD COLUMN search tsvector GENERATED ALWAYS AS ("
+    "setweight(to_tsvector('english', coalesce(title, '')), 'A') || "
+    "setweight(to_tsvector('english', coalesce(abstract, '')), 'B') || "
+    "setweight(to_tsvector('english', coalesce(notes, '')), 'C')) STORED",
+    "CREATE INDEX ix_studies_search ON studies USING gin (search)",
 )
 
 
@@ -80,7 +92,7 @@ def upgrade() -> None:
         sa.Column("language", sa.String(length=16), nullable=True),
         sa.Column("design", sa.String(length=64), nullable=True),
         sa.Column("level", sa.Integer(), nullable=True),
-        sa.Column("level_overridden", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("level_overridden", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("population", sa.String(length=16), nullable=True),
         sa.Column("population_detail", sa.Text(), nullable=True),
         sa.Column("condition", sa.Text(), nullable=True),
@@ -88,7 +100,7 @@ def upgrade() -> None:
         sa.Column("sample_size", sa.Integer(), nullable=True),
         sa.Column("pedro", sa.Integer(), nullable=True),
         sa.Column("notes", sa.Text(), nullable=True),
-        sa.Column("cited_by_practice_article", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("cited_by_practice_article", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("doi_verification", sa.String(length=32), server_default="unverified", nullable=False),
         sa.Column("pmid_verification", sa.String(length=32), server_default="unverified", nullable=False),
         sa.Column("authors_verification", sa.String(length=32), server_default="unverified", nullable=False),
@@ -202,14 +214,16 @@ def upgrade() -> None:
             "ix_study_claims_claim_stance", ["claim_id", "stance", "study_id"], unique=False
         )
 
-    # Full-text search over title, abstract and notes, kept in sync by triggers (SQLite only: a
-    # PostgreSQL library searches with its own text search; see evidence.query).
-    if op.get_bind().dialect.name == "sqlite":
-        for statement in FTS_SQLITE:
-            op.execute(statement)
+    # Full-text search over title, abstract and notes, kept in step by the database (see evidence.query).
+    dialect = op.get_bind().dialect.name
+    for statement in {"sqlite": FTS_SQLITE, "postgresql": FTS_POSTGRESQL}.get(dialect, ()):
+        op.execute(statement)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP INDEX IF EXISTS ix_studies_search")
+        op.execute("ALTER TABLE studies DROP COLUMN IF EXISTS search")
     if op.get_bind().dialect.name == "sqlite":
         for name in ("studies_fts_ai", "studies_fts_ad", "studies_fts_au"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
