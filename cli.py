@@ -60,8 +60,11 @@ class EvidenceGroup(click.Group):
         except Exception as exc:
             if debug or not type(exc).__module__.startswith("sqlalchemy"):
                 raise
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise click.ClickException(f"database error: {reason}") from exc
+            from evidence.store.db import describe_failure
+
+            state = ctx.find_root().obj
+            url = state.settings.db_url if isinstance(state, AppState) else ""
+            raise click.ClickException(describe_failure(url, exc)) from exc
 
 
 class AppState:
@@ -248,12 +251,15 @@ def cli(ctx: click.Context, db: str | None, verbose: int, debug: bool) -> None:
       evidence find --text "range of motion" --sort relevance
       evidence show loghmani2009instrument
     """
-    if verbose:
-        import logging
+    import logging
 
+    if verbose:
         logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr)
         if verbose > 1:
             logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+    else:
+        # psycopg warns on stderr as it tidies up a connection that was lost; the user gets one line.
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
     ctx.obj = AppState(ctx, db, verbose)
 
 
@@ -518,16 +524,11 @@ def add(
         return
     from evidence.library import add_manual
 
-    with state.database().transaction() as session:
-        study = add_manual(
-            session,
-            fields,
-            authors=authors,
-            tags=tags,
-            claims=claims,
-            stance=stance,
-            finding=finding,
+    study = state.database().write(
+        lambda session: add_manual(
+            session, fields, authors=authors, tags=tags, claims=claims, stance=stance, finding=finding
         )
+    )
     render_study(study, fmt, verb="added")
 
 
@@ -617,8 +618,9 @@ def edit(
 
     changes = given_fields(params)
     changes.update(dict.fromkeys(clear))
-    with state.database().transaction() as session:
-        study, changed = edit_ref(session, ref, changes, authors=list(authors) or None)
+    study, changed = state.database().write(
+        lambda session: edit_ref(session, ref, changes, authors=list(authors) or None)
+    )
     render_study(study, fmt, verb=f"changed {', '.join(changed) or 'nothing'} in")
 
 
@@ -657,8 +659,7 @@ def tag(state: AppState, ref: str, tags: tuple[str, ...]) -> None:
     """
     from evidence.library import tag_ref
 
-    with state.database().transaction() as session:
-        added = tag_ref(session, ref, tags)
+    added = state.database().write(lambda session: tag_ref(session, ref, tags))
     click.echo(f"tagged: {', '.join(added) or 'nothing new'}", err=True)
 
 
@@ -675,8 +676,7 @@ def untag(state: AppState, ref: str, tags: tuple[str, ...]) -> None:
     """
     from evidence.library import untag_ref
 
-    with state.database().transaction() as session:
-        removed = untag_ref(session, ref, tags)
+    removed = state.database().write(lambda session: untag_ref(session, ref, tags))
     click.echo(f"untagged: {', '.join(removed) or 'nothing'}", err=True)
 
 
@@ -696,8 +696,7 @@ def link(state: AppState, ref: str, claim: str, stance: str, finding: str | None
     """
     from evidence.library import link_ref
 
-    with state.database().transaction() as session:
-        citekey = link_ref(session, ref, claim, stance, finding)
+    citekey = state.database().write(lambda session: link_ref(session, ref, claim, stance, finding))
     click.echo(f"linked {citekey} to {claim}: {stance}", err=True)
 
 
@@ -714,8 +713,7 @@ def unlink(state: AppState, ref: str, claim: str) -> None:
     """
     from evidence.library import unlink_ref
 
-    with state.database().transaction() as session:
-        citekey, removed = unlink_ref(session, ref, claim)
+    citekey, removed = state.database().write(lambda session: unlink_ref(session, ref, claim))
     if not removed:
         raise click.ClickException(f"{citekey} is not linked to {claim}")
     click.echo(f"unlinked {citekey} from {claim}", err=True)
@@ -735,8 +733,7 @@ def note(state: AppState, ref: str, message: str, replace: bool) -> None:
     """
     from evidence.library import note_ref
 
-    with state.database().transaction() as session:
-        citekey = note_ref(session, ref, message, replace=replace)
+    citekey = state.database().write(lambda session: note_ref(session, ref, message, replace=replace))
     click.echo(f"noted {citekey}", err=True)
 
 
@@ -1337,7 +1334,7 @@ def db_path(state: AppState) -> None:
     Examples:
       evidence db path
     """
-    click.echo(state.settings.db_url)
+    click.echo(state.settings.db_display)
 
 
 @db.command()

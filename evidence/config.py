@@ -1,15 +1,20 @@
 """Settings: where the library lives and how to reach Crossref. The only reader of ``os.environ``.
 
 ``EVIDENCE_HOME`` moves every path (tests point it into a temporary folder); ``EVIDENCE_DB`` (or
-``--db``) names the database as a path or SQLAlchemy URL; ``EVIDENCE_MAILTO`` identifies us to
-Crossref's polite pool; ``EVIDENCE_CROSSREF_URL`` points the Crossref client elsewhere (tests use a
-server on 127.0.0.1). A ``config.toml`` in the home folder may set ``mailto``, ``crossref_url``,
-``crossref_timeout`` and ``db``; the environment wins over the file.
+``--db``) names the database as a path or URL (a SQLite file, or ``postgresql://user@host/db`` for a
+shared library); ``EVIDENCE_MAILTO`` identifies us to Crossref's polite pool; ``EVIDENCE_CROSSREF_URL``
+points the Crossref client elsewhere (tests use a server on 127.0.0.1). A ``config.toml`` in the home
+folder may set ``mailto``, ``crossref_url``, ``crossref_timeout`` and the database, as ``db`` or as
+``url`` in a ``[database]`` table; the environment wins over the file.
+
+A PostgreSQL password may sit in the URL, in ``PGPASSWORD`` or in ``~/.pgpass``: libpq reads the last
+two itself. Whatever shows a URL to a user shows `masked_url` of it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -19,6 +24,14 @@ from evidence.errors import ConfigError
 
 DEFAULT_CROSSREF_URL = "https://api.crossref.org"
 APP_NAME = "evidence"
+# The databases evidence runs on, and the driver each URL scheme is given.
+SUPPORTED_SCHEMES = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+}
+SUPPORTED_DATABASES = "sqlite:///PATH (or a plain path), postgresql://USER@HOST[:PORT]/DATABASE"
 
 
 @dataclass(frozen=True)
@@ -34,16 +47,41 @@ class Settings:
     def config_file(self) -> Path:
         return self.home / "config.toml"
 
+    @property
+    def db_display(self) -> str:
+        """The database URL as a user may see it: any password masked."""
+        return masked_url(self.db_url)
+
     def with_db(self, db: str | None) -> Settings:
         """A copy whose database is ``db`` (a path or URL); ``None`` keeps the current one."""
         return self if db is None else replace(self, db_url=db_url_from(db))
 
 
 def db_url_from(value: str) -> str:
-    """A SQLAlchemy URL from a path or URL (``sqlite:///...`` for a plain path)."""
-    if "://" in value:
-        return value
-    return "sqlite:///" + str(Path(value).expanduser().resolve())
+    """A SQLAlchemy URL from a path or URL: ``sqlite:///...`` for a plain path; ``postgresql://`` and
+    ``postgres://`` get the psycopg 3 driver. Any other database is refused with the supported list."""
+    if "://" not in value:
+        return "sqlite:///" + str(Path(value).expanduser().resolve())
+    scheme, rest = value.split("://", 1)
+    driver = SUPPORTED_SCHEMES.get(scheme.lower())
+    if driver is None:
+        raise ConfigError(
+            f"unsupported database {scheme!r} in {masked_url(value)}; use {SUPPORTED_DATABASES}"
+        )
+    return f"{driver}://{rest}"
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``; a non-URL comes back as it is."""
+    if "://" not in url:
+        return url
+    url = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)  # libpq also takes ?password=
+    scheme, rest = url.split("://", 1)
+    userinfo, at, location = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{location}"
 
 
 def _default_home() -> Path:
@@ -69,7 +107,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     home = Path(env["EVIDENCE_HOME"]).expanduser() if env.get("EVIDENCE_HOME") else _default_home()
     file_values = _read_config_file(home / "config.toml")
 
-    db = env.get("EVIDENCE_DB") or _str_value(file_values, "db", home)
+    db = env.get("EVIDENCE_DB") or _str_value(file_values, "db", home) or _database_url(file_values, home)
     db_url = db_url_from(db) if db else db_url_from(str(home / "evidence.db"))
 
     crossref_url = env.get("EVIDENCE_CROSSREF_URL") or _str_value(file_values, "crossref_url", home)
@@ -93,6 +131,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         crossref_timeout=timeout,
         ci=env.get("CI", "").lower() in {"1", "true", "yes"},
     )
+
+
+def _database_url(values: Mapping[str, object], home: Path) -> str | None:
+    table = values.get("database")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{home / 'config.toml'}: [database] must be a table with a url")
+    return _str_value(table, "url", home)
 
 
 def _str_value(values: Mapping[str, object], key: str, home: Path) -> str | None:

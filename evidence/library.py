@@ -29,10 +29,14 @@ def open_library(settings: Settings, *, seed: bool = True) -> Database:
     empty on purpose) gets the shipped studies first."""
     database = open_database(settings)
     if seed:
-        with database.transaction() as session:
-            if session.get(Meta, SEEDED_KEY) is None:
-                load_seed(session)
-                mark_seeded(session, "seed")
+        with database.sessions() as session:
+            seeded = session.get(Meta, SEEDED_KEY) is not None
+        if not seeded:
+            # One client seeds; others opening the new library at the same time wait, then see it done.
+            with database.setup_transaction() as session:
+                if session.get(Meta, SEEDED_KEY) is None:
+                    load_seed(session)
+                    mark_seeded(session, "seed")
     return database
 
 

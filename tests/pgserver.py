@@ -11,7 +11,6 @@ per test session when no ``EVIDENCE_TEST_PG_URL`` is given and the binaries are 
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -25,10 +24,10 @@ PASSWORD = "s3cret-test-pw"  # a throw-away cluster on loopback; the tests check
 
 
 def bin_dir() -> Path | None:
-    """The folder of initdb and pg_ctl: ``pg_config --bindir``, Debian's layout, or PATH."""
-    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if (Path(candidate) / "initdb").exists():
-            return Path(candidate)
+    """The folder of initdb and pg_ctl: Debian's layout (the newest version), or PATH."""
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists():
+            return candidate
     found = shutil.which("initdb")
     return Path(found).resolve().parent if found else None
 
@@ -71,7 +70,7 @@ def start(directory: Path) -> str:
                 break
             mode = parent.stat().st_mode
             if not mode & 0o001:
-                os.chmod(parent, mode | 0o001)
+                parent.chmod(mode | 0o001)
     port = _free_port()
     subprocess.run(
         [

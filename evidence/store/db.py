@@ -1,25 +1,33 @@
-"""Engine, sessions and migrations. Opening a library upgrades its schema.
+"""Engine, sessions and migrations, on SQLite or PostgreSQL. Opening a library upgrades its schema.
 
 Alembic is imported only when the stored revision is not the head this code knows, so an ordinary query
 pays nothing for migrations.
+
+Several clients may share one library. On SQLite every transaction takes the write lock at its start
+(`_begin_immediate`); on PostgreSQL transactions run at REPEATABLE READ, so a read-modify-write that
+another client's commit overtook fails with a serialisation error instead of losing an update, and
+`Database.write` runs such a unit of work again. Setting a new library up (migrating, seeding) happens
+under an advisory lock, so that of several clients opening it at once one does it and the others wait.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from evidence import vocab
-from evidence.config import Settings
+from evidence.config import Settings, masked_url
 from evidence.errors import DatabaseError
 from evidence.store.models import Claim, Mechanism, Meta
 
@@ -29,6 +37,15 @@ log = logging.getLogger(__name__)
 HEAD_REVISION = "0002"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SEEDED_KEY = "seeded"
+# pg_advisory_xact_lock key of "set this library up" (any constant: one per database).
+SETUP_LOCK_KEY = 0x45564944  # "EVID"
+# A unit of work that lost a race with another client is run again this many times in all.
+WRITE_ATTEMPTS = 6
+# SQLSTATEs worth another attempt: serialisation failure, deadlock, a unique key another client took
+# first (a citekey, a tag), and SQLite's "database is locked" (past the busy timeout).
+RETRY_SQLSTATES = frozenset({"40001", "40P01", "23505"})
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -49,8 +66,64 @@ class Database:
             if rollback:
                 transaction.rollback()
 
+    def write(self, work: Callable[[Session], T], *, attempts: int = WRITE_ATTEMPTS) -> T:
+        """Run ``work(session)`` in one transaction and return its result; when another client's
+        concurrent write makes it fail (a serialisation failure or deadlock, a unique key taken first),
+        roll back and run it again, up to ``attempts`` times in all. ``work`` must only touch the
+        database: it may run more than once."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction() as session:
+                    return work(session)
+            except DBAPIError as exc:
+                if attempt == attempts or not is_retryable(exc):
+                    if attempt > 1 and is_retryable(exc):
+                        raise DatabaseError(
+                            f"{self.display}: gave up after {attempts} attempts, other clients kept "
+                            f"changing the same studies ({first_line(exc)}); try again"
+                        ) from exc
+                    raise
+                log.info("attempt %d lost a race (%s); again", attempt, first_line(exc))
+                time.sleep(random.uniform(0.01, 0.05) * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def setup_transaction(self) -> Iterator[Session]:
+        """A transaction for setting the library up (migrating, seeding), one client at a time: on
+        PostgreSQL under an advisory lock, reading committed data, so a client that waited sees what
+        the first one did; on SQLite BEGIN IMMEDIATE serialises it already."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="READ COMMITTED")
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SETUP_LOCK_KEY})
+                with Session(bind=conn, expire_on_commit=False) as session:
+                    yield session
+                    session.flush()
+
+    @property
+    def display(self) -> str:
+        """The database's URL with any password masked."""
+        return masked_url(self.engine.url.render_as_string(hide_password=False))
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None)
+    if code in RETRY_SQLSTATES:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+def first_line(exc: BaseException) -> str:
+    return (
+        str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if str(exc).strip()
+        else type(exc).__name__
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -74,11 +147,19 @@ def _begin_immediate(conn: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout on every connection."""
+    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout on every connection,
+    PostgreSQL REPEATABLE READ transactions and a connect timeout."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(
+            url,
+            isolation_level="REPEATABLE READ",
+            connect_args={"connect_timeout": 10, "application_name": "evidence"},
+        )
+    else:
+        engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _begin_immediate)
@@ -100,15 +181,21 @@ def current_revision(bind: Engine | Connection) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run Alembic migrations up to ``revision`` on ``engine``."""
+    """Run Alembic migrations up to ``revision`` on ``engine`` (one client at a time)."""
+    db = Database(engine, sessionmaker(engine))
+    with db.setup_transaction() as session:
+        run_migrations(session.connection(), revision)
+
+
+def run_migrations(conn: Connection, revision: str = "head") -> None:
+    """Alembic's upgrade on ``conn``, inside the caller's transaction."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    config.attributes["connection"] = conn
+    command.upgrade(config, revision)
 
 
 def sync_vocabulary(session: Session) -> None:
@@ -140,21 +227,62 @@ def open_database(settings: Settings) -> Database:
         sessions = sessionmaker(engine, expire_on_commit=False)
         db = Database(engine, sessions)
         if current_revision(engine) != HEAD_REVISION:
-            upgrade(engine)
-            with db.transaction() as session:
+            with db.setup_transaction() as session:
+                # Read again under the lock: another client may have done it while this one waited.
+                if current_revision(session.connection()) != HEAD_REVISION:
+                    run_migrations(session.connection())
                 sync_vocabulary(session)
     except ImportError as exc:
         raise DatabaseError(
-            f"cannot open {settings.db_url}: its database driver is not installed ({exc.name})"
+            f"cannot open {settings.db_display}: its database driver is not installed ({exc.name}); "
+            "for PostgreSQL: pip install 'evidence[postgres]'"
         ) from exc
     except OSError as exc:
-        raise DatabaseError(f"cannot open {settings.db_url}: {exc.strerror or exc}") from exc
+        raise DatabaseError(f"cannot open {settings.db_display}: {exc.strerror or exc}") from exc
     except SQLAlchemyError as exc:
-        raise DatabaseError(
-            f"cannot open the library at {settings.db_url}: {exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0]}"
-        ) from exc
+        raise DatabaseError(describe_failure(settings.db_url, exc)) from exc
     return db
+
+
+def describe_failure(url: str, exc: BaseException) -> str:
+    """One line for a database failure: where (host and database, never a password) and why."""
+    parsed = make_url(url)
+    reason = first_line(exc)
+    if parsed.get_backend_name() != "postgresql":
+        return f"cannot use the library at {masked_url(url)}: {reason}"
+    where = f"PostgreSQL server {parsed.host or 'localhost'}:{parsed.port or 5432}"
+    database = parsed.database or parsed.username or "postgres"
+    password = parsed.password
+    if password:
+        reason = reason.replace(str(password), "***")
+    reason = reason.removeprefix("connection failed: ")
+    text_ = reason.lower()
+    if "does not exist" in text_ and "database" in text_:
+        return (
+            f"database {database!r} does not exist on the {where}; create it first "
+            f"(createdb -h {parsed.host or 'localhost'} {database})"
+        )
+    if "password authentication failed" in text_ or "no password supplied" in text_:
+        return (
+            f"the {where} refused user {parsed.username!r} for database {database!r}: wrong or missing "
+            "password (give it in the URL, PGPASSWORD or ~/.pgpass)"
+        )
+    if (
+        "connection refused" in text_
+        or "could not connect" in text_
+        or "timeout" in text_
+        or ("could not translate host name" in text_)
+    ):
+        return f"cannot reach the {where} (database {database!r}): is it running? ({reason})"
+    if (
+        "server closed the connection" in text_
+        or "terminating connection" in text_
+        or ("consuming input failed" in text_)
+    ):
+        return (
+            f"lost the connection to the {where} (database {database!r}): nothing of this command was saved"
+        )
+    return f"database {database!r} on the {where}: {reason}"
 
 
 def mark_seeded(session: Session, how: str) -> None:

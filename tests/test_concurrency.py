@@ -1,0 +1,134 @@
+"""Several clinicians on one library at once, on SQLite (WAL) and on PostgreSQL: nothing lost, no error
+shown. Real processes, a real Crossref stand-in on 127.0.0.1, no mocks of the database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from sqlalchemy import create_engine, text
+
+from tests.crossref_fake import FakeCrossref, work
+from tests.helpers import run_json
+
+pytestmark = [pytest.mark.both_backends, pytest.mark.slow]
+
+WORKERS = 4
+WORKER = Path(__file__).with_name("concurrency_worker.py")
+
+
+def _env(library_url: str, crossref_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
+    env.update(
+        EVIDENCE_HOME=os.environ["EVIDENCE_HOME"],
+        EVIDENCE_DB=library_url,
+        EVIDENCE_CROSSREF_URL=crossref_url,
+        EVIDENCE_CROSSREF_TIMEOUT="5",
+    )
+    return env
+
+
+def _rows(url: str, sql: str) -> list[Any]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql)))
+    finally:
+        engine.dispose()
+
+
+def test_four_clinicians_writing_at_once_lose_nothing(
+    library_url: str, httpserver: HTTPServer, backend: str
+) -> None:
+    studies = run_json("find", "--sort", "title")  # opens and seeds the library first
+    with_doi = [s for s in studies if s["doi"]]
+    targets = {
+        "shared": [with_doi[0]["citekey"]],
+        "link": [s["citekey"] for s in studies[: WORKERS * 5]],
+        "enrich": [s["citekey"] for s in with_doi[1:6]],
+    }
+    fake = FakeCrossref(httpserver)
+    for study in with_doi[1:6]:
+        fake.add(work(study["doi"], study["title"], **{"is-referenced-by-count": 77}))
+    env = _env(library_url, fake.url)
+    started = time.perf_counter()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(w), json.dumps(targets)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for w in range(WORKERS)
+    ]
+    reports = []
+    for process in workers:
+        out, err = process.communicate(timeout=240)
+        assert process.returncode == 0, err
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    elapsed = time.perf_counter() - started
+    print(f"{backend}: {WORKERS} x 25 writes in {elapsed:.1f} s")
+    assert [r["failures"] for r in reports] == [[]] * WORKERS
+
+    # Every write is there.
+    added = _rows(library_url, "SELECT title, citekey FROM studies WHERE title LIKE 'Concurrent trial %'")
+    assert sorted(t for t, _ in added) == sorted(
+        f"Concurrent trial w{w}-{k}" for w in range(WORKERS) for k in range(5)
+    )
+    assert len({c for _, c in added}) == WORKERS * 5  # colliding citekeys were told apart
+    shared = run_json("show", targets["shared"][0])
+    for w in range(WORKERS):
+        for k in range(5):
+            assert f"tag-w{w}-{k}" in shared["tags"]
+            assert f"note w{w}-{k}" in shared["notes"]  # appended, never overwritten
+    for citekey in targets["link"]:
+        links = {c["claim"]: c["stance"] for c in run_json("show", citekey)["claims"]}
+        assert links["pain-modulation"] == "mixed"
+    for citekey in targets["enrich"]:
+        assert run_json("show", citekey)["citations"] == 77
+
+
+def test_clients_opening_a_new_empty_library_at_once_set_it_up_once(
+    new_empty_url: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
+    env.update(EVIDENCE_HOME=str(tmp_path / "home"), EVIDENCE_DB=new_empty_url)
+    cli = [sys.executable, str(Path(__file__).resolve().parent.parent / "cli.py")]
+    openers = [
+        subprocess.Popen(
+            [*cli, "find", "--limit", "1", "--format", "json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for process in openers:
+        _out, err = process.communicate(timeout=120)
+        assert (process.returncode, err) == (0, "")
+    assert _rows(new_empty_url, "SELECT count(*) FROM studies") == [(49,)]
+    assert _rows(new_empty_url, "SELECT count(*) FROM mechanisms") == [(3,)]
+
+
+@pytest.fixture
+def new_empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    """A database with nothing in it, not even a schema."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'new.db'}"
+        return
+    server = request.getfixturevalue("pg_server")
+    name = f"evidence_empty_{os.getpid()}"
+    server.execute(f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}")
+    yield server.url(name)
+    server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
