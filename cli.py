@@ -1388,5 +1388,29 @@ def seed(state: AppState) -> None:
     click.echo(f"seed: {len(report.added)} added, {len(report.kept)} already present", err=True)
 
 
+@db.command(name="copy")
+@click.argument("source")
+@click.argument("target")
+@click.option("--replace", is_flag=True, help="Replace the library the target already holds.")
+@pass_state
+def db_copy(state: AppState, source: str, target: str, replace: bool) -> None:
+    """Copy a whole library to another database: SQLite to PostgreSQL and back (a path or a URL each).
+
+    Studies, authors, claims and links with their stances and findings, tags, notes, provenance,
+    verification states and the Crossref cache, ids and citekeys kept, in one transaction on the
+    target. A target that already holds a library is refused unless --replace.
+
+    \b
+    Examples:
+      evidence db copy ~/.local/share/evidence/evidence.db postgresql://me@clinic-server/evidence
+      evidence db copy postgresql://me@clinic-server/evidence laptop-copy.db
+      evidence db copy laptop.db postgresql://me@clinic-server/evidence --replace
+    """
+    from evidence.library import copy_between
+
+    report = copy_between(state.settings, source, target, replace=replace)
+    click.echo(f"copied {report.summary()} from {report.source} to {report.target}", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     cli()

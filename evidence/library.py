@@ -4,14 +4,15 @@ printing. The caller owns the transaction (`with db.transaction() as session:`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from evidence import records
 from evidence.config import Settings
-from evidence.errors import InvalidValue
+from evidence.errors import DatabaseError, InvalidValue
 from evidence.query import show_study
 from evidence.seed import SeedReport, load_seed
 from evidence.store.db import (
@@ -22,6 +23,9 @@ from evidence.store.db import (
     open_database,
 )
 from evidence.store.models import Meta, Study
+
+if TYPE_CHECKING:
+    from evidence.store.copy import CopyReport
 
 
 def open_library(settings: Settings, *, seed: bool = True) -> Database:
@@ -125,6 +129,38 @@ def init_library(session: Session, *, empty: bool) -> str:
     report = load_seed(session)
     mark_seeded(session, "seed")
     return f"library ready: {len(report.added)} seed studies added, {len(report.kept)} already present"
+
+
+def copy_between(settings: Settings, source: str, target: str, *, replace: bool = False) -> CopyReport:
+    """Copy the library at ``source`` (a path or URL) to ``target`` whole: `evidence db copy`.
+
+    The source must exist (a SQLite path that is not there is refused, not created); both are
+    upgraded to the current schema on opening; the target is made if it is a new SQLite file."""
+    from evidence.config import masked_url
+    from evidence.store.copy import copy_library
+
+    source_settings, target_settings = settings.with_db(source), settings.with_db(target)
+    path = sqlite_path(source_settings.db_url)
+    if path is not None and not path.is_file():
+        raise InvalidValue(f"no library at {path} to copy from")
+    source_db = open_database(source_settings)
+    try:
+        target_db = open_database(target_settings)
+        try:
+            return copy_library(source_db, target_db, replace=replace)
+        finally:
+            target_db.close()
+    except DatabaseError as exc:
+        raise DatabaseError(masked_url(str(exc))) from exc
+    finally:
+        source_db.close()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database or an in-memory one)."""
+    if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+        return None
+    return Path(url.removeprefix("sqlite:///"))
 
 
 def reseed(session: Session) -> SeedReport:

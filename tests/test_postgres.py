@@ -301,3 +301,25 @@ def _count(url: str) -> int:
             return int(conn.execute(text("SELECT count(*) FROM studies")).scalar_one())
     finally:
         engine.dispose()
+
+
+# --- moving a library ----------------------------------------------------------------------------------
+
+
+def test_db_copy_moves_a_laptop_library_in_and_back_out(pg_database: str, tmp_path: Path) -> None:
+    laptop, back = tmp_path / "laptop.db", tmp_path / "back.db"
+    run("--db", str(laptop), "db", "init")
+    run("--db", str(laptop), "note", "crothers2016spinal", "-m", "Handout for the Tuesday group")
+    secret = _password(pg_database)
+    moved = run("db", "copy", str(laptop), pg_database)
+    assert moved.stderr.startswith("copied 49 studies, ") and secret not in moved.stderr
+    refused = run("db", "copy", str(laptop), pg_database, expect=1)
+    assert "already holds a library (49 studies); pass --replace" in refused.stderr
+    assert secret not in refused.stderr
+    run("db", "copy", str(laptop), pg_database, "--replace")
+    run("db", "copy", pg_database, str(back))
+    original = run_json("--db", str(laptop), "find", "--sort", "title")
+    assert run_json("--db", pg_database, "find", "--sort", "title") == original
+    assert run_json("--db", str(back), "find", "--sort", "title") == original
+    missing = run("db", "copy", str(tmp_path / "nowhere.db"), str(back), expect=1)
+    assert missing.stderr == f"Error: no library at {tmp_path / 'nowhere.db'} to copy from\n"
