@@ -55,7 +55,20 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
     """A clean study dict, or ImportFormatError naming the file, the line and what was wrong."""
     line = raw.get("_line")
     try:
+        for key, value in raw.items():
+            _check_texts(key, value)
         fields = {k: raw.get(k) for k in _SCALARS if raw.get(k) not in (None, "")}
+        skipped = []
+        for key in [k for k in fields if k in records.STUDY_LENGTHS and k != "citekey"]:
+            # A value longer than its column (a volume that is a sentence) is left out, as an unusable
+            # keyword is: the record still comes in, and the report says what was skipped.
+            try:
+                value = records.normalize_field(key, fields[key])
+            except EvidenceError:
+                continue  # normalize_fields below says what is wrong with it
+            limit = records.too_long(key, value)
+            if limit is not None:
+                skipped.append(f"skipped {key} {_short(fields.pop(key))} (longer than {limit} characters)")
         if "citekey" in fields:
             try:
                 fields["citekey"] = records.check_citekey(str(fields["citekey"]))
@@ -75,7 +88,7 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
             {"name": a.name} if a.name else {"family": a.family, "given": a.given, "orcid": a.orcid}
             for a in authors
         ]
-        tags, skipped = [], []
+        tags = []
         for tag in raw.get("tags") or []:
             try:
                 tags.append(records.normalize_tag(tag))
@@ -119,6 +132,19 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
     if skipped:
         clean["_warnings"] = skipped
     return clean
+
+
+def _check_texts(field: str, value: Any) -> None:
+    """InvalidValue if a string anywhere in ``value`` (a field, its list items, their values) holds a
+    NUL character (`records.check_text`), before any of it reaches the database."""
+    if isinstance(value, str):
+        records.check_text(field, value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _check_texts(field, item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_texts(field, item)
 
 
 def library_records(session: Session) -> Iterator[tuple[int, str, dict[str, Any]]]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
-from sqlalchemy import Float, Integer, Select, Table, and_, column, exists, func, or_, select, text
+from sqlalchemy import Float, Integer, Select, Table, and_, column, exists, false, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from evidence import vocab
@@ -31,7 +31,7 @@ from evidence.schema import COLUMN_FIELDS, ROW_FIELDS
 from evidence.store.models import Author, Claim, Mechanism, Study, StudyClaim, StudyTag
 
 SORTS = ("level", "year", "pedro", "title", "relevance")
-
+MAX_LIMIT = 2**63 - 1  # the largest LIMIT both SQLite and PostgreSQL (bigint) take
 
 
 @dataclass
@@ -71,8 +71,8 @@ class FindFilters:
             raise InvalidValue(f"--max-level must be from 1 to 5, not {self.max_level}")
         if self.min_pedro is not None and not 0 <= self.min_pedro <= 10:
             raise InvalidValue(f"--min-pedro must be from 0 to 10, not {self.min_pedro}")
-        if self.text is not None and not re.findall(r"\w+", self.text):
-            raise InvalidValue(f"--text {self.text!r} has no words to search for")
+        if self.text is not None:
+            parse_search(self.text)  # InvalidValue when it has no words
         if self.year_from and self.year_to and self.year_from > self.year_to:
             raise InvalidValue(f"--year-from {self.year_from} is after --year-to {self.year_to}")
         return FindFilters(
@@ -95,20 +95,96 @@ class FindFilters:
         )
 
 
-def fts_query(text_query: str) -> str:
-    """An FTS5 MATCH expression from what a user typed: "quoted phrases" stay phrases, other words are
-    each required (quoted, so FTS5 operators and punctuation in the input cannot cause a syntax error)."""
-    parts: list[str] = []
-    for phrase, word in re.findall(r'"([^"]*)"|(\S+)', text_query):
-        if phrase:
-            tokens = re.findall(r"\w+", phrase)
-            if tokens:
-                parts.append('"' + " ".join(tokens) + '"')
+# --- full-text search ----------------------------------------------------------------------------------
+#
+# `--text` takes web search syntax on both backends: words are all required, a "quoted phrase" is one
+# term, `OR` between terms offers alternatives (it binds loosest: `a b OR c` is (a and b) or c, as in
+# PostgreSQL's websearch_to_tsquery), and a leading `-` excludes a term. The text is parsed here, once,
+# and rendered for each backend (an FTS5 MATCH expression on SQLite, a websearch_to_tsquery string made
+# only of quoted words on PostgreSQL), so it means the same on both and no input can be a syntax error.
+# https://www.postgresql.org/docs/current/textsearch-controls.html#TEXTSEARCH-PARSING-QUERIES
+# https://www.sqlite.org/fts5.html#full_text_query_syntax
+
+# PostgreSQL's English stop words (tsearch_data/english.stop): its search column leaves them out, so a
+# search leaves them out on SQLite too, and "the" finds the same studies (none) on both.
+STOP_WORDS = frozenset(
+    """i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her
+    hers herself it its itself they them their theirs themselves what which who whom this that these those
+    am is are was were be been being have has had having do does did doing a an the and but if or because
+    as until while of at by for with about against between into through during before after above below
+    to from up down in out on off over under again further then once here there when where why how all
+    any both each few more most other some such no nor not only own same so than too very s t can will
+    just don should now""".split()  # noqa: SIM905
+)
+_CHUNK = re.compile(r'(-*)"([^"]*)"?|[^\s"]+')  # a "phrase" (perhaps unclosed), or a run without quotes
+_DIGITS = frozenset("0123456789")
+
+
+@dataclass(frozen=True)
+class SearchTerm:
+    """One term of a search: a word or a phrase (its words in order), or with `-`, a term to exclude."""
+
+    words: tuple[str, ...]
+    negated: bool = False
+
+
+def parse_search(text_query: str) -> list[list[SearchTerm]]:
+    """The alternatives (`OR`) of a search, each a list of terms a study must all have (or, negated, must
+    not have). A run like `foo-bar` is a phrase; stop words are left out, at a phrase's ends too. An
+    alternative with nothing but excluded terms matches nothing, so `[]` means "no study matches".
+    Raises InvalidValue when the text has no words at all (only punctuation or operators)."""
+    alternatives: list[list[SearchTerm]] = [[]]
+    has_words = False
+    for match in _CHUNK.finditer(text_query):
+        chunk = match.group(0)
+        if chunk == "OR":
+            alternatives.append([])
+            continue
+        if match.group(2) is not None:
+            negated, words = bool(match.group(1)), _words(match.group(2))
         else:
-            parts.extend(f'"{t}"' for t in re.findall(r"\w+", word))
-    if not parts:
-        raise InvalidValue(f"--text {text_query!r} has no words to search for")
-    return " ".join(parts)
+            negated, words = chunk.startswith("-"), _words(chunk)
+        has_words = has_words or bool(words)
+        lowered = [w.lower() for w in words]
+        while lowered and lowered[0] in STOP_WORDS:
+            lowered.pop(0)
+        while lowered and lowered[-1] in STOP_WORDS:
+            lowered.pop()
+        if lowered:
+            alternatives[-1].append(SearchTerm(tuple(lowered), negated))
+    if not has_words:
+        shown = text_query if len(text_query) <= 60 else text_query[:57] + "..."
+        raise InvalidValue(f"--text {shown!r} has no words to search for")
+    return [terms for terms in alternatives if any(not term.negated for term in terms)]
+
+
+def _words(text_value: str) -> list[str]:
+    """The words of ``text_value``: runs of letters and ASCII digits. Both tokenizers take these as words;
+    other characters (superscripts, other scripts' digits, marks) one of them might drop are separators,
+    so a term can never vanish on one backend only."""
+    return "".join(ch if ch.isalpha() or ch in _DIGITS else " " for ch in text_value).split()
+
+
+def fts_query(alternatives: Sequence[Sequence[SearchTerm]]) -> str:
+    """The FTS5 MATCH expression of a parsed search: each term a quoted phrase (so no word is taken as an
+    FTS5 operator), `-` as FTS5's binary NOT after the required terms."""
+    rendered = []
+    for terms in alternatives:
+        required = " AND ".join(_phrase(t) for t in terms if not t.negated)
+        excluded = " OR ".join(_phrase(t) for t in terms if t.negated)
+        rendered.append(f"({required}) NOT ({excluded})" if excluded else f"({required})")
+    return " OR ".join(rendered)
+
+
+def websearch_query(alternatives: Sequence[Sequence[SearchTerm]]) -> str:
+    """The same search as text for PostgreSQL's websearch_to_tsquery: quoted words, `-` and `or` only."""
+    return " or ".join(
+        " ".join(("-" if t.negated else "") + _phrase(t) for t in terms) for terms in alternatives
+    )
+
+
+def _phrase(term: SearchTerm) -> str:
+    return '"' + " ".join(term.words) + '"'
 
 
 def _escape_like(text_value: str) -> str:
@@ -167,45 +243,55 @@ def _filtered_ids(session: Session, f: FindFilters, sort: str, limit: int | None
     if f.ids is not None:
         conditions.append(Study.id.in_(f.ids))
 
-    rank = None
+    score = None
     if f.text is not None:
-        if session.get_bind().dialect.name == "sqlite":
-            sql = "SELECT rowid AS id, bm25(studies_fts) AS rank FROM studies_fts WHERE studies_fts MATCH :m"
-            params: dict[str, Any] = {"m": fts_query(f.text)}
+        alternatives = parse_search(f.text)
+        if not alternatives:
+            conditions.append(false())
+        else:
+            # A score where higher is better on both: FTS5's bm25 is lower-is-better, so it is negated.
+            if session.get_bind().dialect.name == "sqlite":
+                sql = (
+                    "SELECT rowid AS id, -bm25(studies_fts) AS score FROM studies_fts "
+                    "WHERE studies_fts MATCH :q"
+                )
+                query = fts_query(alternatives)
+            else:  # PostgreSQL: the generated tsvector column of migration 0001, with its GIN index
+                sql = (
+                    "SELECT studies.id AS id, ts_rank_cd(studies.search, query) AS score "
+                    "FROM studies, websearch_to_tsquery('english', :q) AS query WHERE studies.search @@ query"
+                )
+                query = websearch_query(alternatives)
+            params: dict[str, Any] = {"q": query}
             if sort == "relevance" and limit is not None and not conditions:
-                # Nothing else narrows the matches: let FTS5 rank and cut them itself rather than joining
-                # every match to studies first (halves `find --text X --limit 50` on 100k studies).
-                sql += " ORDER BY rank, rowid LIMIT :fts_limit"
-                params["fts_limit"] = limit
-            fts = (
+                # Nothing else narrows the matches: let the search rank and cut them itself rather than
+                # joining every match to studies first (halves `find --text X --limit 50` on 100k studies).
+                sql += " ORDER BY score DESC, id LIMIT :search_limit"
+                params["search_limit"] = limit
+            matches = (
                 text(sql)
                 .bindparams(**params)
-                .columns(column("id", Integer), column("rank", Float))
-                .subquery("fts")
+                .columns(column("id", Integer), column("score", Float))
+                .subquery("search")
             )
-            stmt = stmt.join(fts, fts.c.id == Study.id)
-            rank = fts.c.rank
-        else:  # PostgreSQL and others: a plain case-insensitive search until a tsvector index lands.
-            for word in re.findall(r"\w+", f.text):
-                like = f"%{word.lower()}%"
-                conditions.append(
-                    or_(
-                        func.lower(Study.title).like(like),
-                        func.lower(Study.abstract).like(like),
-                        func.lower(Study.notes).like(like),
-                    )
-                )
+            stmt = stmt.join(matches, matches.c.id == Study.id)
+            score = matches.c.score
     if conditions:
         stmt = stmt.where(and_(*conditions))
 
-    if sort == "relevance" and rank is not None:
-        order: list[Any] = [rank, Study.id]
+    if sort == "relevance" and score is not None:
+        order: list[Any] = [score.desc(), Study.id]
     elif sort == "year":
         order = [Study.year.desc().nulls_last(), Study.id]
     elif sort == "pedro":
         order = [Study.pedro.desc().nulls_last(), Study.level.asc().nulls_last(), Study.id]
     elif sort == "title":
-        order = [func.lower(Study.title), Study.id]
+        title: Any = func.lower(Study.title)
+        if session.get_bind().dialect.name == "postgresql":
+            # Code point order, as SQLite's: PostgreSQL would use the database's collation (a locale's,
+            # which may skip punctuation and spaces), so the same library would sort otherwise there.
+            title = title.collate("C")
+        order = [title, Study.id]
     else:  # level: strongest evidence first, then newest
         order = [Study.level.asc().nulls_last(), Study.year.desc().nulls_last(), Study.id]
     return stmt.order_by(*order)
@@ -223,6 +309,8 @@ def find_ids(
         raise InvalidValue("--sort relevance needs --text")
     if limit is not None and limit < 1:
         raise InvalidValue(f"--limit must be at least 1, not {limit}")
+    if limit is not None and limit > MAX_LIMIT:
+        limit = None  # more than any library holds: every match (a 64-bit LIMIT cannot say more)
     stmt = _filtered_ids(session, f, chosen, limit)
     if limit is not None:
         stmt = stmt.limit(limit)
@@ -286,9 +374,7 @@ def study_rows(session: Session, study_ids: Sequence[int]) -> list[dict[str, Any
         if mechanism not in record["mechanisms"]:
             record["mechanisms"].append(mechanism)
     t = tags.c
-    for study_id, tag in session.execute(
-        select(t.study_id, t.tag).where(t.study_id.in_(study_ids)).order_by(t.study_id, t.tag)
-    ).all():
+    for study_id, tag in session.execute(select(t.study_id, t.tag).where(t.study_id.in_(study_ids))).all():
         by_id[study_id]["tags"].append(tag)
     order = {m.name: i for i, m in enumerate(vocab.MECHANISMS)}
     rows = []
@@ -297,6 +383,9 @@ def study_rows(session: Session, study_ids: Sequence[int]) -> list[dict[str, Any
             continue
         record = by_id[study_id]
         record["mechanisms"].sort(key=order.__getitem__)
+        # Sorted here, by code point (SQLite's order): PostgreSQL's ORDER BY follows the database's
+        # collation, which need not be code point order ("design:-survey" beside "design:survey").
+        record["tags"].sort()
         record["updates"] = record["updates"] or []
         rows.append({name: record[name] for name in ROW_FIELDS})
     return rows

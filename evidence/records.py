@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select
 from sqlalchemy.orm import Session
 
 from evidence import ids, vocab
@@ -57,7 +57,17 @@ EDITABLE_FIELDS = (
     "notes",
 )
 MIN_YEAR = 1800
+
+
+def _column_lengths(table: Any) -> dict[str, int]:
+    return {c.name: c.type.length for c in table.columns if isinstance(c.type, String) and c.type.length}
+
+
+# The most characters each VARCHAR(n) column holds (see `too_long`).
+STUDY_LENGTHS = _column_lengths(Study.__table__)
+AUTHOR_LENGTHS = _column_lengths(Author.__table__)
 _ID_RE = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and small enough for a SQLite integer
+MAX_ID = 2**31 - 1  # the largest study id: the id column is a 32-bit INTEGER on PostgreSQL
 
 # Which verification status a hand edit of a field puts in doubt: what we verified is no longer what is
 # stored, so the status drops to "unverified" (unless the same edit sets the status itself).
@@ -90,16 +100,25 @@ class AuthorName:
                 _clean(value.get("given")) or None,
                 _clean(value.get("orcid")) or None,
                 None if family else name,
-            )
-        text = value.strip()
+            ).checked()
+        text = check_text("an author's name", value).strip()
         if not text:
             raise InvalidValue("an author name is empty")
         if "," in text:
             family, given = (part.strip() for part in text.split(",", 1))
             if not family:
                 raise InvalidValue(f'author {value!r} has no family name (write "Family, Given")')
-            return cls(family=family, given=given or None)
+            return cls(family=family, given=given or None).checked()
         return cls(name=text)
+
+    def checked(self) -> AuthorName:
+        """This name, if each part fits its column (InvalidValue names the part that does not)."""
+        for part, label in (("family", "family name"), ("given", "given name"), ("orcid", "ORCID")):
+            value = getattr(self, part)
+            limit = too_long(part, value, AUTHOR_LENGTHS)
+            if limit is not None:
+                raise InvalidValue(f"an author's {label} {_cut(value)} is longer than {limit} characters")
+        return self
 
     def display(self) -> str:
         if self.name:
@@ -108,7 +127,15 @@ class AuthorName:
 
 
 def _clean(value: Any) -> str:
-    return "" if value is None else str(value).strip()
+    return "" if value is None else check_text("an author's name", str(value)).strip()
+
+
+def check_text(field: str, value: str) -> str:
+    """``value``, unless it holds a NUL character, which no text field may: PostgreSQL refuses them (SQLite
+    would keep them), and in a citation file one means the file is not UTF-8 text (UTF-16, say)."""
+    if "\x00" in value:
+        raise InvalidValue(f"{field} holds a NUL character (\\x00), which a library cannot store")
+    return value
 
 
 # --- validation ----------------------------------------------------------------------------------------
@@ -174,39 +201,60 @@ def normalize_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in fields.items():
         if key not in EDITABLE_FIELDS:
             raise InvalidValue(f"unknown field {key!r}; editable fields: {', '.join(EDITABLE_FIELDS)}")
+        if isinstance(value, str):
+            check_text(key, value)
         if value is None or (isinstance(value, str) and not value.strip()):
             if key == "title":
                 raise InvalidValue("a study needs a title")
             out[key] = None
             continue
-        if key == "doi":
-            out[key] = ids.normalize_doi(str(value))
-        elif key == "pmid":
-            out[key] = ids.normalize_pmid(value)
-        elif key == "pmcid":
-            out[key] = ids.normalize_pmcid(str(value))
-        elif key == "year":
-            out[key] = check_year(value)
-        elif key == "pedro":
-            out[key] = check_pedro(value)
-        elif key == "level":
-            out[key] = _check_int("OCEBM level", value, 1, 5)
-        elif key == "sample_size":
-            out[key] = _check_int("sample size", value, 1, 10_000_000)
-        elif key == "design":
-            out[key] = check_design(str(value))
-        elif key == "population":
-            out[key] = check_name("population", str(value), vocab.POPULATIONS)
-        elif key in VERIFICATION_FIELDS:
-            out[key] = check_name("verification status", str(value), vocab.VERIFICATION)
-        elif key == "citekey":
-            out[key] = check_citekey(str(value))
-        else:
-            out[key] = str(value).strip()
-            if key == "pages":
-                # Data keeps a plain hyphen; en and em dashes belong to formatted output only.
-                out[key] = re.sub(r"\s*[\u2010-\u2015\u2212]+\s*|\s*-+\s*", "-", out[key])
+        out[key] = normalize_field(key, value)
+        limit = too_long(key, out[key])
+        if limit is not None:
+            raise InvalidValue(f"{key} {_cut(out[key])} is longer than {limit} characters")
     return out
+
+
+def normalize_field(key: str, value: Any) -> Any:
+    """One field's value validated and normalised (not empty; see `normalize_fields`)."""
+    if key == "doi":
+        return ids.normalize_doi(str(value))
+    if key == "pmid":
+        return ids.normalize_pmid(value)
+    if key == "pmcid":
+        return ids.normalize_pmcid(str(value))
+    if key == "year":
+        return check_year(value)
+    if key == "pedro":
+        return check_pedro(value)
+    if key == "level":
+        return _check_int("OCEBM level", value, 1, 5)
+    if key == "sample_size":
+        return _check_int("sample size", value, 1, 10_000_000)
+    if key == "design":
+        return check_design(str(value))
+    if key == "population":
+        return check_name("population", str(value), vocab.POPULATIONS)
+    if key in VERIFICATION_FIELDS:
+        return check_name("verification status", str(value), vocab.VERIFICATION)
+    if key == "citekey":
+        return check_citekey(str(value))
+    text = str(value).strip()
+    if key == "pages":
+        # Data keeps a plain hyphen; en and em dashes belong to formatted output only.
+        text = re.sub(r"\s*[\u2010-\u2015\u2212]+\s*|\s*-+\s*", "-", text)
+    return text
+
+
+def too_long(key: str, value: Any, lengths: Mapping[str, int] | None = None) -> int | None:
+    """The length limit of column ``key`` when ``value`` exceeds it (else None): PostgreSQL refuses a
+    longer value for a VARCHAR(n) column, where SQLite would store it whole."""
+    limit = (STUDY_LENGTHS if lengths is None else lengths).get(key)
+    return limit if limit is not None and isinstance(value, str) and len(value) > limit else None
+
+
+def _cut(value: str, limit: int = 40) -> str:
+    return repr(value if len(value) <= limit else value[: limit - 3] + "...")
 
 
 def check_citekey(value: str) -> str:
@@ -215,6 +263,9 @@ def check_citekey(value: str) -> str:
         raise InvalidValue(
             f"citekey {value!r} must start with a letter and use only letters, digits, _ : . -"
         )
+    limit = too_long("citekey", key)
+    if limit is not None:
+        raise InvalidValue(f"citekey {_cut(key)} is longer than {limit} characters")
     return key
 
 
@@ -236,23 +287,29 @@ def resolve_ref(session: Session, ref: str) -> Study:
     lowered = text.lower()
     study: Study | None = None
     if lowered.startswith("id:"):
-        study = session.get(Study, int(text[3:])) if _ID_RE.fullmatch(text[3:].strip()) else None
+        study = _by_id(session, int(text[3:])) if _ID_RE.fullmatch(text[3:].strip()) else None
     elif lowered.startswith("pmid:"):
         study = session.scalar(select(Study).where(Study.pmid == ids.normalize_pmid(text[5:])))
     elif ids.is_doi(text):
         study = session.scalar(select(Study).where(Study.doi == ids.normalize_doi(text)))
     elif _ID_RE.fullmatch(text):
         # A small number is an id; a PubMed id is 1-9 digits too, so fall back to PMID.
-        study = session.get(Study, int(text)) or session.scalar(
+        study = _by_id(session, int(text)) or session.scalar(
             select(Study).where(Study.pmid == str(int(text)))
         )
     else:
         study = session.scalar(select(Study).where(Study.citekey == text)) or session.scalar(
-            select(Study).where(func.lower(Study.citekey) == lowered)
+            select(Study).where(func.lower(Study.citekey) == lowered).order_by(Study.id).limit(1)
         )
     if study is None:
         raise RecordNotFound(ref)
     return study
+
+
+def _by_id(session: Session, study_id: int) -> Study | None:
+    # Ids are INTEGER: 32 bits on PostgreSQL, which refuses to compare a larger number with one ("integer
+    # out of range") where SQLite just finds nothing. No study has such an id on either.
+    return session.get(Study, study_id) if study_id <= MAX_ID else None
 
 
 def find_duplicate(
@@ -407,7 +464,7 @@ def remove_study(session: Session, study: Study) -> None:
 
 
 def normalize_tag(tag: str) -> str:
-    cleaned = re.sub(r"\s+", "-", tag.strip().lower())
+    cleaned = re.sub(r"\s+", "-", check_text("a tag", tag).strip().lower())
     if not cleaned or len(cleaned) > 64:
         raise InvalidValue(f"a tag must be 1-64 characters, not {tag!r}")
     return cleaned
@@ -440,7 +497,8 @@ def link_claim(
     claim_name = check_claim(claim)
     stance_name = check_stance(stance)
     claim_id = _claim_ids(session)[claim_name]
-    finding = finding.strip() if finding and finding.strip() else None
+    finding = check_text("a finding", finding).strip() if finding else None
+    finding = finding or None
     study.updated_at = utcnow()
     for link in study.claim_links:
         if link.claim_id == claim_id:
@@ -470,7 +528,7 @@ def unlink_claim(session: Session, study: Study, claim: str) -> bool:
 
 def add_note(session: Session, study: Study, text: str, *, replace: bool = False) -> None:
     """Append a paragraph to the study's notes (or replace them)."""
-    note = text.strip()
+    note = check_text("a note", text).strip()
     if not note and not replace:
         raise InvalidValue("a note is empty")
     study.notes = (note or None) if replace or not study.notes else f"{study.notes}\n\n{note}"

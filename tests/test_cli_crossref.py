@@ -7,8 +7,6 @@ The client the CLI builds is swapped for one without throttling waits (``evidenc
 from __future__ import annotations
 
 import json
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +27,7 @@ from tests.crossref_fake import (
     json_response,
     work,
 )
-from tests.helpers import run, run_json
+from tests.helpers import dump_tables, run, run_json
 
 MARKOVIC_DOI = "10.5555/jbmt.2015.04.010"
 BAKER_DOI = "10.1123/ijatt.18.5.16"
@@ -46,15 +44,15 @@ def closed_port_url(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def empty_library(isolated_home: Path) -> Path:
+def empty_library(library_url: str) -> str:
     run("db", "init", "--empty")
-    return isolated_home / "evidence.db"
+    return library_url
 
 
 @pytest.fixture
-def seeded_library(isolated_home: Path) -> Path:
+def seeded_library(library_url: str) -> str:
     run("db", "init")
-    return isolated_home / "evidence.db"
+    return library_url
 
 
 def add_synthetic(n: int, prefix: str = "10.5555/syn") -> list[str]:
@@ -69,20 +67,16 @@ def add_synthetic(n: int, prefix: str = "10.5555/syn") -> list[str]:
     return [str(r["doi"]) for r in rows]
 
 
-def dump(db_path: Path) -> list[Any]:
+def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the tables a Crossref command could touch."""
-    with sqlite3.connect(db_path) as conn:
-        return [
-            conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
-            for table in ("studies", "authors", "study_claims", "study_tags", "crossref_cache")
-        ]
+    return dump_tables(url, ("studies", "authors", "study_claims", "study_tags", "crossref_cache"))
 
 
 # --- add --doi --------------------------------------------------------------------------------------
 
 
 def test_add_by_doi_stores_crossref_fields_and_the_users_claims(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     crossref.add(envelope("markovic_2015")["message"])
 
@@ -140,7 +134,7 @@ def test_add_by_doi_stores_crossref_fields_and_the_users_claims(
 
 
 def test_add_by_doi_twice_is_a_duplicate_without_a_request(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     crossref.add(envelope("markovic_2015")["message"])
     run("add", "--doi", MARKOVIC_DOI)
@@ -154,13 +148,13 @@ def test_add_by_doi_twice_is_a_duplicate_without_a_request(
     assert len(run_json("find")) == 1
 
 
-def test_add_by_doi_unknown_doi(empty_library: Path, crossref: FakeCrossref) -> None:
+def test_add_by_doi_unknown_doi(empty_library: str, crossref: FakeCrossref) -> None:
     result = run("add", "--doi", "10.5555/nope", expect=1)
     assert "Crossref has no record of DOI 10.5555/nope" in result.stderr
     assert run_json("find") == []
 
 
-def test_add_with_title_and_doi_stays_manual(empty_library: Path, crossref: FakeCrossref) -> None:
+def test_add_with_title_and_doi_stays_manual(empty_library: str, crossref: FakeCrossref) -> None:
     study = json.loads(run("add", "--title", "By hand", "--doi", "10.5555/hand.1", "--format", "json").stdout)
     assert study["source"] == "manual"
     assert crossref.requests == []
@@ -175,7 +169,7 @@ MARKOVIC_CITATION = (
 
 
 def test_add_by_citation_stores_a_confident_match_despite_crossrefs_order(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     crossref.search = envelope("search_markovic")  # Crossref ranks another paper first (score 88 vs 72)
 
@@ -193,7 +187,7 @@ def test_add_by_citation_stores_a_confident_match_despite_crossrefs_order(
 
 
 def test_add_by_citation_ambiguous_stores_nothing_and_shows_candidates(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     crossref.search = envelope("search_ambiguous")
     text = (
@@ -214,7 +208,7 @@ def test_add_by_citation_ambiguous_stores_nothing_and_shows_candidates(
     assert len(run_json("find")) == 1
 
 
-def test_pick_out_of_range_and_without_citation(empty_library: Path, crossref: FakeCrossref) -> None:
+def test_pick_out_of_range_and_without_citation(empty_library: str, crossref: FakeCrossref) -> None:
     crossref.search = envelope("search_ambiguous")
     assert (
         "--pick must be from 1 to 2"
@@ -223,7 +217,7 @@ def test_pick_out_of_range_and_without_citation(empty_library: Path, crossref: F
     assert run("add", "--doi", "10.5555/x.1", "--pick", "1", expect=2).exit_code == 2
 
 
-def test_resolve_prints_candidates_and_the_evidence(empty_library: Path, crossref: FakeCrossref) -> None:
+def test_resolve_prints_candidates_and_the_evidence(empty_library: str, crossref: FakeCrossref) -> None:
     crossref.search = envelope("search_markovic")
 
     result = run("resolve", MARKOVIC_CITATION, "--format", "json")
@@ -237,7 +231,7 @@ def test_resolve_prints_candidates_and_the_evidence(empty_library: Path, crossre
     assert run_json("find") == []  # resolve stores nothing
 
 
-def test_resolve_vague_text_is_not_confident(empty_library: Path, crossref: FakeCrossref) -> None:
+def test_resolve_vague_text_is_not_confident(empty_library: str, crossref: FakeCrossref) -> None:
     crossref.search = envelope("search_markovic")
     result = run("resolve", "foam rolling soccer", expect=1)
     assert result.stderr.startswith("Error: no confident match")
@@ -245,7 +239,7 @@ def test_resolve_vague_text_is_not_confident(empty_library: Path, crossref: Fake
 
 
 def test_resolve_missing_reports_and_applies_only_with_apply(
-    seeded_library: Path, crossref: FakeCrossref
+    seeded_library: str, crossref: FakeCrossref
 ) -> None:
     crossref.search = envelope("search_markovic")
     no_doi = [s for s in run_json("find") if s["doi"] is None]
@@ -304,7 +298,7 @@ def baker_work(**extra: Any) -> dict[str, Any]:
 
 
 def test_enrich_fills_missing_fields_and_reports_conflicts_with_curated_ones(
-    seeded_library: Path, crossref: FakeCrossref
+    seeded_library: str, crossref: FakeCrossref
 ) -> None:
     before = run_json("show", BAKER_DOI)
     crossref.add(baker_work())
@@ -328,7 +322,7 @@ def test_enrich_fills_missing_fields_and_reports_conflicts_with_curated_ones(
     assert "1 enriched" in result.stderr and "1 conflicts kept" in result.stderr
 
 
-def test_a_field_the_user_edited_is_never_overwritten(seeded_library: Path, crossref: FakeCrossref) -> None:
+def test_a_field_the_user_edited_is_never_overwritten(seeded_library: str, crossref: FakeCrossref) -> None:
     run("edit", "baker2013instrument", "--abstract", "My own summary.")
     crossref.add(baker_work())
 
@@ -341,7 +335,7 @@ def test_a_field_the_user_edited_is_never_overwritten(seeded_library: Path, cros
 
 
 def test_enrich_batch_with_a_missing_doi_and_a_500_then_ok(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     dois = add_synthetic(4)
     for doi in dois[:3]:
@@ -361,7 +355,7 @@ def test_enrich_batch_with_a_missing_doi_and_a_500_then_ok(
 
 
 def test_second_run_comes_from_the_cache_and_refresh_asks_again(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     dois = add_synthetic(3)
     for doi in dois:
@@ -384,7 +378,7 @@ def test_second_run_comes_from_the_cache_and_refresh_asks_again(
 
 
 def test_interrupted_enrich_keeps_the_first_chunk_and_a_rerun_resumes(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     dois = add_synthetic(120)
     for doi in dois:
@@ -416,13 +410,13 @@ def test_interrupted_enrich_keeps_the_first_chunk_and_a_rerun_resumes(
     assert "doi:10.5555/syn.0," not in crossref.requests[0][1]
 
 
-def test_enrich_needs_refs_or_all(empty_library: Path, crossref: FakeCrossref) -> None:
+def test_enrich_needs_refs_or_all(empty_library: str, crossref: FakeCrossref) -> None:
     assert run("enrich", expect=2).exit_code == 2
     assert "no study matches 'nobody2020'" in run("enrich", "nobody2020", expect=1).stderr
     assert crossref.requests == []
 
 
-def test_enrich_a_study_without_doi_says_so(seeded_library: Path, crossref: FakeCrossref) -> None:
+def test_enrich_a_study_without_doi_says_so(seeded_library: str, crossref: FakeCrossref) -> None:
     (row,) = json.loads(run("enrich", "markovic2015acute", "--format", "json").stdout)
     assert row["outcome"] == "no-doi" and "resolve --missing" in row["detail"]
     assert crossref.requests == []
@@ -433,9 +427,7 @@ def test_enrich_a_study_without_doi_says_so(seeded_library: Path, crossref: Fake
 RETRACTED_DOI = "10.5555/iastm.retracted.2017"
 
 
-def test_check_reports_a_retraction_and_find_show_mark_it(
-    empty_library: Path, crossref: FakeCrossref
-) -> None:
+def test_check_reports_a_retraction_and_find_show_mark_it(empty_library: str, crossref: FakeCrossref) -> None:
     run(
         "add",
         "--title",
@@ -474,7 +466,7 @@ def test_check_reports_a_retraction_and_find_show_mark_it(
     assert crossref.count("batch") == 1  # --cached re-read the cache
 
 
-def test_check_with_nothing_flagged(empty_library: Path, crossref: FakeCrossref) -> None:
+def test_check_with_nothing_flagged(empty_library: str, crossref: FakeCrossref) -> None:
     run("add", "--title", "A sound study", "--doi", "10.5555/fine.1")
     crossref.add(work("10.5555/fine.1", "A sound study"))
     result = run("check")
@@ -499,7 +491,7 @@ def test_check_with_nothing_flagged(empty_library: Path, crossref: FakeCrossref)
     ids=lambda a: " ".join(a[:2]),
 )
 def test_no_network_one_line_exit_1_nothing_changed(
-    seeded_library: Path, closed_port_url: str, args: tuple[str, ...]
+    seeded_library: str, closed_port_url: str, args: tuple[str, ...]
 ) -> None:
     before = dump(seeded_library)
 
@@ -531,7 +523,7 @@ def search_of(*messages: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_short_title_inside_the_cited_title_is_never_a_confident_match(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     editorial = work("10.5555/editorial.2016", "Hamstring flexibility", family="Smith", year=2016, score=99.0)
     crossref.search = search_of(editorial)
@@ -558,7 +550,7 @@ def test_a_short_title_inside_the_cited_title_is_never_a_confident_match(
     assert crossref.count("search") == 3
 
 
-def test_pages_are_not_years_when_matching_a_citation(empty_library: Path, crossref: FakeCrossref) -> None:
+def test_pages_are_not_years_when_matching_a_citation(empty_library: str, crossref: FakeCrossref) -> None:
     text = "Smith J. Hamstring flexibility in soccer players. Clin J 2016;12:1995-2001."
     crossref.search = search_of(
         work("10.5555/old.1995", "Hamstring flexibility in soccer players", family="Smith", year=1995)
@@ -573,7 +565,7 @@ def test_pages_are_not_years_when_matching_a_citation(empty_library: Path, cross
 
 
 def test_enrich_stops_after_a_confirming_request_fails_for_good(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     dois = add_synthetic(5)
     crossref.add(work(dois[0], "Synthetic study 0"))  # the other four are absent from the batch answer
@@ -594,9 +586,7 @@ def test_enrich_stops_after_a_confirming_request_fails_for_good(
     assert [kind for kind, _ in crossref.requests] == ["batch", "single", "single", "single"]
 
 
-def test_enrich_stops_when_crossref_refuses_every_request(
-    empty_library: Path, crossref: FakeCrossref
-) -> None:
+def test_enrich_stops_when_crossref_refuses_every_request(empty_library: str, crossref: FakeCrossref) -> None:
     """Review: every request answered 400, and the one-by-one fallback sent 114 requests."""
     add_synthetic(120)
     crossref.faults.append(lambda request, fake: json_response({"status": "failed", "message": []}, 400))
@@ -612,9 +602,7 @@ def test_enrich_stops_when_crossref_refuses_every_request(
     assert dump(empty_library) == before
 
 
-def test_not_found_dois_are_cached_and_refresh_asks_again(
-    empty_library: Path, crossref: FakeCrossref
-) -> None:
+def test_not_found_dois_are_cached_and_refresh_asks_again(empty_library: str, crossref: FakeCrossref) -> None:
     dois = add_synthetic(3)
     crossref.add(work(dois[0], "Synthetic study 0"))
     crossref.add(work(dois[1], "Synthetic study 1"))
@@ -638,7 +626,7 @@ def test_not_found_dois_are_cached_and_refresh_asks_again(
 
 
 def test_check_cached_never_goes_to_the_network(
-    empty_library: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+    empty_library: str, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     crossref = install(httpserver, monkeypatch)
     run("add", "--title", "Retracted", "--doi", RETRACTED_DOI)
@@ -660,7 +648,7 @@ def test_check_cached_never_goes_to_the_network(
     assert "Crossref could not be reached" not in never.stderr
 
 
-def test_404_on_the_list_route_stops_check_with_the_url(empty_library: Path, crossref: FakeCrossref) -> None:
+def test_404_on_the_list_route_stops_check_with_the_url(empty_library: str, crossref: FakeCrossref) -> None:
     run("add", "--title", "A sound study", "--doi", "10.5555/fine.1")
     crossref.add(work("10.5555/fine.1", "A sound study"))
     crossref.faults.append(
@@ -683,7 +671,7 @@ def test_404_on_the_list_route_stops_check_with_the_url(empty_library: Path, cro
     assert "has no record of the citation search" not in searched.stderr
 
 
-def test_check_exits_1_when_no_study_could_be_checked(empty_library: Path, crossref: FakeCrossref) -> None:
+def test_check_exits_1_when_no_study_could_be_checked(empty_library: str, crossref: FakeCrossref) -> None:
     run("add", "--title", "Typo in the DOI", "--doi", "10.5555/typo.1")
 
     result = run("check", expect=1)
@@ -693,7 +681,7 @@ def test_check_exits_1_when_no_study_could_be_checked(empty_library: Path, cross
 
 
 def test_enrich_issn_subset_and_first_page_only_are_no_conflict(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     db = open_database(load_settings())
     try:
@@ -715,7 +703,7 @@ def test_enrich_issn_subset_and_first_page_only_are_no_conflict(
 
 
 def test_add_by_citation_is_unverified_with_the_match_evidence(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     crossref.search = envelope("search_markovic")
 
@@ -731,7 +719,7 @@ def test_add_by_citation_is_unverified_with_the_match_evidence(
 
 
 def test_add_by_doi_with_the_users_bibliographic_fields_is_not_verified(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     crossref.add(envelope("markovic_2015")["message"])
 
@@ -747,14 +735,14 @@ def test_add_by_doi_with_the_users_bibliographic_fields_is_not_verified(
 
 
 def test_add_by_doi_with_a_users_year_equal_to_crossrefs_stays_verified(
-    empty_library: Path, crossref: FakeCrossref
+    empty_library: str, crossref: FakeCrossref
 ) -> None:
     crossref.add(envelope("markovic_2015")["message"])
     run("add", "--doi", MARKOVIC_DOI, "--year", "2015")
     assert run_json("show", MARKOVIC_DOI)["verification"]["bibliographic"] == "verified"
 
 
-def test_show_issn_label_does_not_run_into_the_value(empty_library: Path, crossref: FakeCrossref) -> None:
+def test_show_issn_label_does_not_run_into_the_value(empty_library: str, crossref: FakeCrossref) -> None:
     crossref.add(envelope("markovic_2015")["message"])
     run("add", "--doi", MARKOVIC_DOI)
     lines = run("show", MARKOVIC_DOI).stdout.splitlines()

@@ -4,15 +4,13 @@ listed with FILE:LINE (and in `--report` JSON), then `evidence duplicates` and `
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from evidence.config import load_settings
-from tests.helpers import run, run_json
+from tests.helpers import db_rows, run, run_json
 
 # One research group, one year, one template: five distinct trials, then true duplicates written otherwise.
 FILE = """\
@@ -35,11 +33,6 @@ FILE = """\
 @article{i, title={Effects of IASTM on pain in hip osteoarthritis}, author={Wang, Anna}, year={2020},
   issue={3}}
 """
-
-
-def library_file() -> Path:
-    url = load_settings().database_url
-    return Path(url.removeprefix("sqlite:///"))
 
 
 def test_templated_works_stay_apart_and_variants_merge(tmp_path: Path) -> None:
@@ -156,11 +149,11 @@ def test_merge_conflicting_stances_keeps_the_first_and_says_so() -> None:
     assert [(c["claim"], c["stance"]) for c in shown["claims"]] == [("pain-modulation", "supports")]
 
 
-def test_import_report_as_a_real_subprocess(tmp_path: Path) -> None:
-    """End to end: the installed entry point on a temporary library, the report read back by json."""
-    source, report_path, db = tmp_path / "group.bib", tmp_path / "r.json", tmp_path / "lib.db"
+def test_import_report_as_a_real_subprocess(tmp_path: Path, library_url: str) -> None:
+    """End to end: the installed entry point on the test's library, the report read back by json."""
+    source, report_path = tmp_path / "group.bib", tmp_path / "r.json"
     source.write_text(FILE, encoding="utf-8")
-    evidence = [sys.executable, "-c", "from cli import cli; cli()", "--db", str(db)]
+    evidence = [sys.executable, "-c", "from cli import cli; cli()", "--db", library_url]
     subprocess.run([*evidence, "db", "init", "--empty"], check=True, capture_output=True)
     done = subprocess.run(
         [*evidence, "import", str(source), "--report", str(report_path)],
@@ -170,8 +163,7 @@ def test_import_report_as_a_real_subprocess(tmp_path: Path) -> None:
     )
     assert "3 possible duplicates" in done.stderr
     assert json.loads(report_path.read_text(encoding="utf-8"))["counts"]["added"] == 7
-    with sqlite3.connect(db) as connection:
-        assert connection.execute("SELECT count(*) FROM studies").fetchone() == (7,)
+    assert db_rows(library_url, "SELECT count(*) FROM studies") == [(7,)]
 
 
 def test_a_report_that_cannot_be_written_undoes_the_import(tmp_path: Path) -> None:

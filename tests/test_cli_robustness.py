@@ -31,7 +31,11 @@ def test_relinking_with_a_new_stance_drops_the_old_finding() -> None:
     assert link["stance"] == "supports" and link["finding"] is None
 
 
-@pytest.mark.parametrize("ref", ["99999999999999999999", "id:9223372036854775808", "²", "٣", "id:²"])
+@pytest.mark.parametrize(
+    "ref",
+    # Past a 32-bit id (PostgreSQL's INTEGER refused to compare them) and past a 64-bit one.
+    ["99999999999", "id:2147483648", "99999999999999999999", "id:9223372036854775808", "²", "٣", "id:²"],
+)
 def test_odd_references_are_a_one_line_not_found(ref: str) -> None:
     result = run("show", ref, expect=1)
     assert result.stderr.startswith("Error: no study matches")
@@ -66,8 +70,10 @@ def test_unopenable_database_is_one_line(tmp_path: Path) -> None:
     blocker.write_text("x")
     result = run("--db", str(blocker / "sub" / "lib.db"), "find", expect=1)
     assert result.stderr.startswith("Error: cannot open") and result.stderr.count("\n") == 1
+    # A database other than SQLite and PostgreSQL is refused with the supported list (README, PostgreSQL).
     result = run("--db", "postgresql+nosuchdriver://u@127.0.0.1:1/x", "find", expect=1)
-    assert result.stderr.startswith("Error: cannot open") and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: unsupported database 'postgresql+nosuchdriver'")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
 def test_claim_and_mechanism_are_separate_conditions() -> None:
@@ -84,6 +90,60 @@ def test_claim_and_mechanism_are_separate_conditions() -> None:
 def test_tag_filter_normalises_like_tagging() -> None:
     run("tag", "crothers2016spinal", "-t", "Hand Out")
     assert [r["citekey"] for r in run_json("find", "--tag", "Hand Out")] == ["crothers2016spinal"]
+
+
+def test_a_limit_past_any_library_is_every_match() -> None:
+    # Past a 64-bit LIMIT: SQLite raised OverflowError, PostgreSQL "bigint out of range".
+    assert len(run_json("find", "--limit", "99999999999999999999")) == 49
+    assert len(run_json("find", "--text", "knee", "--limit", "99999999999999999999")) == 4
+
+
+def test_title_sort_and_tags_are_in_code_point_order() -> None:
+    # PostgreSQL would sort by the database's collation, which need not be SQLite's code point order.
+    rows = run_json("find", "--sort", "title")
+    titles = [r["title"].lower() for r in rows]
+    assert titles == sorted(titles) and len(titles) == 49
+    tags = ["design:survey", "design:-survey", "Zeta", "alpha"]
+    run("tag", "crothers2016spinal", *(f"--tag={t}" for t in tags))
+    shown = run_json("show", "crothers2016spinal")["tags"]
+    assert shown == sorted(shown) and {"alpha", "design:-survey", "design:survey", "zeta"} <= set(shown)
+
+
+def test_a_nul_character_is_refused_with_its_line_and_nothing_is_imported(tmp_path: Path) -> None:
+    # SQLite stored it, PostgreSQL refused the whole import with a database error.
+    source = tmp_path / "utf16ish.ris"
+    source.write_text(
+        "TY  - JOUR\nTI  - Fine\nER  - \n\nTY  - JOUR\nTI  - Bro\x00ken\nER  - \n", encoding="utf-8"
+    )
+    before = len(run_json("find"))
+    result = run("import", str(source), expect=1)
+    assert (
+        result.stderr
+        == f"Error: {source}:5: title holds a NUL character (\\x00), which a library cannot store\n"
+    )
+    assert len(run_json("find")) == before
+
+
+def test_a_value_longer_than_its_column_is_skipped_by_import_and_refused_by_add(tmp_path: Path) -> None:
+    # VARCHAR(n) is a limit on PostgreSQL only: SQLite kept a 40-character volume, PostgreSQL refused it.
+    source = tmp_path / "long.ris"
+    volume = "v" * 40
+    source.write_text(
+        f"TY  - JOUR\nTI  - Scraping with a long volume\nAU  - Doe, J\nPY  - 2020\nVL  - {volume}\n"
+        "IS  - 3\nER  - \n",
+        encoding="utf-8",
+    )
+    result = run("import", str(source))
+    assert result.stderr.splitlines()[1:] == [
+        f"  {source}:1: warning: skipped volume '{volume}' (longer than 32 characters)"
+    ]
+    study = run_json("show", "doe2020scraping")
+    assert (study["volume"], study["issue"]) == (None, "3")
+    result = run("add", "--title", "T", "--volume", volume, expect=1)
+    assert result.stderr == f"Error: volume '{volume}' is longer than 32 characters\n"
+    result = run("add", "--title", "T", "--author", "F" * 300 + ", J", expect=1)
+    assert "an author's family name" in result.stderr and "longer than 255 characters" in result.stderr
+    assert run_json("find", "--text", "T") == []
 
 
 def test_like_wildcards_are_literal_and_empty_text_is_refused() -> None:
@@ -142,10 +202,10 @@ def finish(process: subprocess.Popen[bytes]) -> int:
 
 
 @pytest.mark.slow
-def test_parallel_writers_lose_nothing_and_a_new_library_opens_once(tmp_path: Path) -> None:
+def test_parallel_writers_lose_nothing_and_a_new_library_opens_once(tmp_path: Path, library_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
     env["EVIDENCE_HOME"] = str(tmp_path / "home")
-    env["EVIDENCE_DB"] = str(tmp_path / "race.db")
+    env["EVIDENCE_DB"] = library_url  # new: never opened yet
     cli = [sys.executable, str(Path(__file__).resolve().parent.parent / "cli.py")]
     # Four processes open the same new database at once: one migrates and seeds, the others wait.
     openers = [

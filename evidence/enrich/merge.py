@@ -49,7 +49,7 @@ def work_fields(work: CrossrefWork) -> dict[str, Any]:
         year = None  # Crossref has placeholder years (e.g. 1); never store one that validation refuses
     # CrossrefWork.pages is ``page`` or, failing that, ``article-number``: keep them apart here.
     pages = work.pages if work.pages and work.pages != work.article_number else None
-    return {
+    fields = {
         "title": title,
         "journal": work.container_title,
         "year": year,
@@ -64,6 +64,8 @@ def work_fields(work: CrossrefWork) -> dict[str, Any]:
         "language": work.language,
         "abstract": work.abstract,
     }
+    # Nor one longer than its column holds (PostgreSQL would refuse the whole chunk; SQLite keep it).
+    return {key: None if records.too_long(key, value) else value for key, value in fields.items()}
 
 
 def work_authors(work: CrossrefWork) -> list[dict[str, Any]]:

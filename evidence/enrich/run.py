@@ -217,64 +217,81 @@ def _merge_chunk(
     facts_only: bool,
     cache_only: bool = False,
 ) -> list[StudyOutcome]:
-    """One transaction: cache what was fetched (works and not-found answers), merge every study, commit."""
+    """One transaction: cache what was fetched (works and not-found answers), merge every study, commit.
+    Run again when another client's write overtook it (`Database.write`): on PostgreSQL two clinicians
+    enriching the same study, or caching the same DOI, at once; SQLite lets one writer in at a time."""
+    return db.write(
+        lambda session: _merge_in(
+            session, chunk, fetched, stopped, facts_only=facts_only, cache_only=cache_only
+        )
+    )
+
+
+def _merge_in(
+    session: Session,
+    chunk: Sequence[_Target],
+    fetched: Mapping[str, CrossrefWork | CrossrefError],
+    stopped: CrossrefError | None,
+    *,
+    facts_only: bool,
+    cache_only: bool,
+) -> list[StudyOutcome]:
     outcomes: list[StudyOutcome] = []
-    with db.transaction() as session:
-        now = utcnow()
-        for doi, answer in fetched.items():
-            if isinstance(answer, CrossrefWork):
-                store_message(session, doi, answer.raw, now)
-            elif isinstance(answer, DoiNotFound):
-                store_not_found(session, doi, now)
-        cache = cached_messages(session, [str(t.doi) for t in chunk if str(t.doi) not in fetched])
-        studies = {
-            s.id: s
-            for s in session.scalars(
-                select(Study).where(Study.id.in_([t.id for t in chunk])).options(selectinload(Study.authors))
-            )
-        }
-        for target in chunk:
-            doi = str(target.doi)
-            study = studies.get(target.id)
-            if study is None:  # removed meanwhile (another process)
-                continue
-            outcome = StudyOutcome(target.id, target.citekey, doi, "unchanged", previous_status=study.status)
-            result: CrossrefWork | CrossrefError | None = fetched.get(doi)
-            checked_at = now
-            if result is None and doi in cache:
-                entry = cache[doi]
-                checked_at = entry.fetched_at
-                outcome.from_cache = True
-                if entry.message is None:
-                    result = entry.not_found()
-                else:
-                    try:
-                        result = parse_work(entry.message)
-                    except BadResponse as exc:
-                        result = exc
-            if result is None and cache_only:
-                outcome.outcome = "failed"
-                outcome.detail = "not in the cache: never fetched from Crossref (ask without --cached)"
-            elif result is None:
-                assert stopped is not None
-                outcome.outcome = "failed"
-                outcome.detail = f"not attempted: {unreachable(stopped)}"
-            elif isinstance(result, DoiNotFound):
-                outcome.outcome = "not-found"
-                outcome.detail = str(result)
-            elif isinstance(result, CrossrefError):
-                outcome.outcome = "failed"
-                outcome.detail = str(result)
+    now = utcnow()
+    for doi, answer in fetched.items():
+        if isinstance(answer, CrossrefWork):
+            store_message(session, doi, answer.raw, now)
+        elif isinstance(answer, DoiNotFound):
+            store_not_found(session, doi, now)
+    cache = cached_messages(session, [str(t.doi) for t in chunk if str(t.doi) not in fetched])
+    studies = {
+        s.id: s
+        for s in session.scalars(
+            select(Study).where(Study.id.in_([t.id for t in chunk])).options(selectinload(Study.authors))
+        )
+    }
+    for target in chunk:
+        doi = str(target.doi)
+        study = studies.get(target.id)
+        if study is None:  # removed meanwhile (another process)
+            continue
+        outcome = StudyOutcome(target.id, target.citekey, doi, "unchanged", previous_status=study.status)
+        result: CrossrefWork | CrossrefError | None = fetched.get(doi)
+        checked_at = now
+        if result is None and doi in cache:
+            entry = cache[doi]
+            checked_at = entry.fetched_at
+            outcome.from_cache = True
+            if entry.message is None:
+                result = entry.not_found()
             else:
-                merged = merge_work(session, study, result, checked_at, facts_only=facts_only)
-                outcome.filled, outcome.updated, outcome.conflicts = (
-                    merged.filled,
-                    merged.updated,
-                    merged.conflicts,
-                )
-                if merged.filled or merged.updated:
-                    outcome.outcome = "enriched"
-            outcome.status = study.status
-            outcome.updates = list(study.updates or [])
-            outcomes.append(outcome)
+                try:
+                    result = parse_work(entry.message)
+                except BadResponse as exc:
+                    result = exc
+        if result is None and cache_only:
+            outcome.outcome = "failed"
+            outcome.detail = "not in the cache: never fetched from Crossref (ask without --cached)"
+        elif result is None:
+            assert stopped is not None
+            outcome.outcome = "failed"
+            outcome.detail = f"not attempted: {unreachable(stopped)}"
+        elif isinstance(result, DoiNotFound):
+            outcome.outcome = "not-found"
+            outcome.detail = str(result)
+        elif isinstance(result, CrossrefError):
+            outcome.outcome = "failed"
+            outcome.detail = str(result)
+        else:
+            merged = merge_work(session, study, result, checked_at, facts_only=facts_only)
+            outcome.filled, outcome.updated, outcome.conflicts = (
+                merged.filled,
+                merged.updated,
+                merged.conflicts,
+            )
+            if merged.filled or merged.updated:
+                outcome.outcome = "enriched"
+        outcome.status = study.status
+        outcome.updates = list(study.updates or [])
+        outcomes.append(outcome)
     return outcomes
