@@ -617,7 +617,7 @@ def test_a_large_file_is_parsed_in_a_worker_process_with_the_same_result(
 def test_formats_benchmark_runs_on_a_small_library(tmp_path: Path) -> None:
     bench = Path(__file__).parent / "bench" / "bench_formats.py"
     done = subprocess.run(
-        [sys.executable, str(bench), "--n", "300", "--cite", "20", "--out", str(tmp_path)],
+        [sys.executable, str(bench), "--n", "300", "--cite", "20", "--repeat", "2", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,

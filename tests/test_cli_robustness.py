@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -195,50 +193,7 @@ def test_author_without_family_name_is_refused() -> None:
     assert "has no family name" in result.stderr
 
 
-def finish(process: subprocess.Popen[bytes]) -> int:
-    _out, err = process.communicate(timeout=60)
-    assert b"Traceback" not in err, err
-    return process.returncode
-
-
-@pytest.mark.slow
-def test_parallel_writers_lose_nothing_and_a_new_library_opens_once(tmp_path: Path, library_url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
-    env["EVIDENCE_HOME"] = str(tmp_path / "home")
-    env["EVIDENCE_DB"] = library_url  # new: never opened yet
-    cli = [sys.executable, str(Path(__file__).resolve().parent.parent / "cli.py")]
-    # Four processes open the same new database at once: one migrates and seeds, the others wait.
-    openers = [
-        subprocess.Popen(
-            [*cli, "find", "--limit", "1", "--format", "json"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-        )
-        for _ in range(4)
-    ]
-    assert [finish(p) for p in openers] == [0, 0, 0, 0]
-    writers = [
-        subprocess.Popen(
-            [*cli, "note", "crothers2016spinal", "-m", f"writer {i}"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-        )
-        for i in range(6)
-    ]
-    assert [finish(p) for p in writers] == [0] * 6
-    shown = subprocess.run(
-        [*cli, "show", "crothers2016spinal", "--format", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    notes = __import__("json").loads(shown.stdout)["notes"]
-    assert all(f"writer {i}" in notes for i in range(6))
+# Several processes opening a new library at once, and writing to it at once: tests/test_concurrency.py.
 
 
 def test_hand_added_journal_study_is_an_article_with_plain_pages(isolated_home: object) -> None:

@@ -259,39 +259,51 @@ def test_server_stopped_mid_import_leaves_the_library_as_it_was(
     env.update(EVIDENCE_HOME=str(tmp_path / "home"), EVIDENCE_DB=url)
     subprocess.run([*CLI, "db", "init"], env=env, check=True, capture_output=True)
     source = tmp_path / "big.bib"
-    source.write_text(_bibtex(12_000), encoding="utf-8")
+    source.write_text(_bibtex(20_000), encoding="utf-8")
 
     importer = subprocess.Popen(
         [*CLI, "import", str(source)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    engine = create_engine(url)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and importer.poll() is None:
-            with engine.connect() as conn:
-                writing = conn.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'evidence' "
-                        "AND query LIKE 'INSERT INTO authors%'"
-                    )
-                ).scalar()
-            if writing:
-                break
-            time.sleep(0.05)
+        # Stop the server once the import streams its rows in (COPY, evidence/store/bulk.py).
+        assert _wait_for_query(url, "COPY %", importer), "the import ended before the server was stopped"
+        pgserver.stop(folder, mode="immediate")
+        _out, err = importer.communicate(timeout=60)
     finally:
-        engine.dispose()
-    assert importer.poll() is None, "the import ended before the server could be stopped"
-    pgserver.stop(folder, mode="immediate")
-    _out, err = importer.communicate(timeout=60)
+        if importer.poll() is None:
+            importer.kill()
+        importer.communicate()
     assert importer.returncode == 1
     assert err.count("\n") == 1 and err.startswith("Error: "), err
-    assert "PostgreSQL server 127.0.0.1" in err and "'clinic'" in err
+    assert "lost the connection to the PostgreSQL server 127.0.0.1" in err and "'clinic'" in err
 
     pgserver.restart(folder)
     assert _count(url) == 49  # the seed library, and nothing of the import
     again = subprocess.run([*CLI, "import", str(source)], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    assert _count(url) == 49 + 12_000
+    assert _count(url) == 49 + 20_000
+
+
+def _wait_for_query(url: str, pattern: str, process: subprocess.Popen[str]) -> bool:
+    """Whether an `evidence` client ran a statement LIKE ``pattern`` before ``process`` ended."""
+    engine = create_engine(url)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            with engine.connect() as conn:
+                running = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'evidence' "
+                        "AND state = 'active' AND query LIKE :pattern"
+                    ),
+                    {"pattern": pattern},
+                ).scalar()
+            if running:
+                return True
+            time.sleep(0.02)
+        return False
+    finally:
+        engine.dispose()
 
 
 def _count(url: str) -> int:

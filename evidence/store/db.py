@@ -277,7 +277,9 @@ def describe_failure(url: str, exc: BaseException) -> str:
     if (
         "server closed the connection" in text_
         or "terminating connection" in text_
-        or ("consuming input failed" in text_)
+        or "consuming input failed" in text_
+        or "connection is lost" in text_
+        or "connection is closed" in text_
     ):
         return (
             f"lost the connection to the {where} (database {database!r}): nothing of this command was saved"

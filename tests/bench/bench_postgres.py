@@ -488,7 +488,10 @@ def profile_section(
         "Counters run (no profiler): SQLAlchemy's `before/after_cursor_execute` time every DBAPI call, the "
         "reads of the forked parser's pipe are timed (files of 2 MB or more are parsed in a process "
         "beside this one), the CPU of this process and of the parser come from getrusage, the PostgreSQL "
-        "backend's from /proc. On a 2-core machine the three compete for the cores.",
+        "backend's from /proc. On a 2-core machine the three compete for the cores. On PostgreSQL the "
+        "rows go in through psycopg's COPY (evidence/store/bulk.py), on the driver's cursor: those "
+        "streams are not SQLAlchemy cursor executions, so they show in psycopg's waits and the backend's "
+        "CPU, not in the statement table.",
         "",
         f"| | {SQLITE} | {POSTGRES} |",
         "|---|---:|---:|",
@@ -511,7 +514,10 @@ def profile_section(
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     names = sorted(
-        set(sq["kinds"]) | set(pg["kinds"]), key=lambda k: -pg["kinds"].get(k, {}).get("seconds", 0)
+        set(sq["kinds"]) | set(pg["kinds"]),
+        key=lambda k: (
+            -max(pg["kinds"].get(k, {}).get("seconds", 0), sq["kinds"].get(k, {}).get("seconds", 0))
+        ),
     )
     empty = {"calls": 0, "statements": 0, "rows": 0, "seconds": 0.0}
     for name in names[:8]:

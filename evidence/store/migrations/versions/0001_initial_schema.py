@@ -36,13 +36,14 @@ FTS_SQLITE = (
 )
 
 # PostgreSQL: the database keeps the search vector itself (a stored generated column, so no trigger and
-# no application code can let it drift); title words weigh most, then the abstract, then notes. The
+# no application code can let it drift); title words weigh most, then the abstract, then notes. A slash
+# parts words ("scar-tissue/adhesion" would otherwise be read as one file path, as FTS5 does not). The
 # column is not in the models: nothing writes it, and `evidence.query` reads it by name.
 FTS_POSTGRESQL = (
     "ALTER TABLE studies ADD COLUMN search tsvector GENERATED ALWAYS AS ("
-    "setweight(to_tsvector('english', coalesce(title, '')), 'A') || "
-    "setweight(to_tsvector('english', coalesce(abstract, '')), 'B') || "
-    "setweight(to_tsvector('english', coalesce(notes, '')), 'C')) STORED",
+    "setweight(to_tsvector('english', translate(coalesce(title, ''), '/', ' ')), 'A') || "
+    "setweight(to_tsvector('english', translate(coalesce(abstract, ''), '/', ' ')), 'B') || "
+    "setweight(to_tsvector('english', translate(coalesce(notes, ''), '/', ' ')), 'C')) STORED",
     "CREATE INDEX ix_studies_search ON studies USING gin (search)",
 )
 
