@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(EVIDENCE) find --mechanism neural-stimulation --stance supports --max-level 2 --sort level --limit 10
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check evidence cli.py tests
