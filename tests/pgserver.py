@@ -50,7 +50,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(directory: Path) -> str:
+def start(directory: Path, *, durable: bool = False) -> str:
+    """Start a cluster in ``directory`` and return its superuser URL. Not ``durable`` (the default, for
+    speed), it runs without fsync and with asynchronous commits: a crash (an immediate stop) may lose
+    the last commits, so tests that stop the server on purpose ask for a durable one."""
     binaries = bin_dir()
     if binaries is None:
         raise RuntimeError("PostgreSQL's initdb is not installed (Debian: apt-get install postgresql)")
@@ -93,9 +96,10 @@ def start(directory: Path) -> str:
     )
     options = (
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={directory} "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
-        "-c shared_buffers=64MB"
+        "-c max_connections=200 -c shared_buffers=64MB"
     )
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     (directory / "options").write_text(options)
     _pg_ctl_start(directory, options)
     (directory / "url").write_text(url(port))

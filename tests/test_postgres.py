@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_httpserver import HTTPServer
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
@@ -25,6 +26,7 @@ from evidence.store.db import HEAD_REVISION, current_revision, make_engine, open
 from evidence.store.models import Base
 from tests import pgserver
 from tests.conftest import PgServer
+from tests.crossref_fake import FakeCrossref, install, work
 from tests.helpers import run, run_json
 
 CLI = [sys.executable, str(Path(__file__).resolve().parent.parent / "cli.py")]
@@ -235,7 +237,7 @@ def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
     if pgserver.bin_dir() is None:
         pytest.skip("PostgreSQL's initdb is not installed")
     folder = tmp_path_factory.mktemp("pg-own")
-    url = pgserver.start(folder)
+    url = pgserver.start(folder, durable=True)  # a commit must survive the immediate stop
     yield folder, url
     pgserver.stop(folder, mode="immediate")
 
@@ -259,7 +261,7 @@ def test_server_stopped_mid_import_leaves_the_library_as_it_was(
     env.update(EVIDENCE_HOME=str(tmp_path / "home"), EVIDENCE_DB=url)
     subprocess.run([*CLI, "db", "init"], env=env, check=True, capture_output=True)
     source = tmp_path / "big.bib"
-    source.write_text(_bibtex(20_000), encoding="utf-8")
+    source.write_text(_bibtex(12_000), encoding="utf-8")
 
     importer = subprocess.Popen(
         [*CLI, "import", str(source)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -281,7 +283,53 @@ def test_server_stopped_mid_import_leaves_the_library_as_it_was(
     assert _count(url) == 49  # the seed library, and nothing of the import
     again = subprocess.run([*CLI, "import", str(source)], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    assert _count(url) == 49 + 20_000
+    assert _count(url) == 49 + 12_000
+
+
+def test_server_stopped_mid_enrich_keeps_the_chunks_committed_before_it(
+    own_cluster: tuple[Path, str], tmp_path: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """enrich commits a chunk at a time (50 studies): the server stops while the second chunk is being
+    fetched; the first chunk's answers stay, the second's transaction leaves nothing, one line, exit 1."""
+    folder, admin = own_cluster
+    url = _fresh(PgServer(admin, folder), "clinic")
+    monkeypatch.setenv("EVIDENCE_DB", url)
+    run("db", "init", "--empty")
+    dois = [f"10.5555/enrich.{i}" for i in range(100)]
+    for i, doi in enumerate(dois):
+        run(
+            "add",
+            "--title",
+            f"Scraping study {i}",
+            "--doi",
+            doi,
+            "--author",
+            f"Writer{i}, Ann",
+            "--year",
+            "2021",
+        )
+    fake = install(httpserver, monkeypatch)
+    for doi in dois:
+        fake.add(work(doi, "Scraping study", **{"is-referenced-by-count": 5}))
+    def stop_on_the_second_chunk(request: Any, fake: FakeCrossref) -> None:
+        kind, detail = fake.requests[-1]
+        if kind == "batch" and "doi:10.5555/enrich.50" in detail.split(","):
+            pgserver.stop(folder, mode="immediate")
+
+    fake.faults.append(stop_on_the_second_chunk)
+    result = run("enrich", "--all", "--quiet", expect=1)
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "lost the connection to the PostgreSQL server 127.0.0.1" in result.stderr
+
+    pgserver.restart(folder)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            enriched = conn.execute(text("SELECT count(*) FROM studies WHERE citations = 5")).scalar()
+            cached = conn.execute(text("SELECT count(*) FROM crossref_cache")).scalar()
+    finally:
+        engine.dispose()
+    assert (enriched, cached) == (50, 50)  # the first chunk, whole; nothing of the second
 
 
 def _wait_for_query(url: str, pattern: str, process: subprocess.Popen[str]) -> bool:
