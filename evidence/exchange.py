@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 EXPORT_CHUNK = 500  # studies read from the database together while exporting
 
+
 def select_ids(
     session: Session,
     filters: FindFilters | None = None,

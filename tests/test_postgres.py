@@ -311,6 +311,7 @@ def test_server_stopped_mid_enrich_keeps_the_chunks_committed_before_it(
     fake = install(httpserver, monkeypatch)
     for doi in dois:
         fake.add(work(doi, "Scraping study", **{"is-referenced-by-count": 5}))
+
     def stop_on_the_second_chunk(request: Any, fake: FakeCrossref) -> None:
         kind, detail = fake.requests[-1]
         if kind == "batch" and "doi:10.5555/enrich.50" in detail.split(","):
