@@ -15,6 +15,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import create_engine, text
 
+from tests import pgserver
 from tests.crossref_fake import FakeCrossref, work
 from tests.helpers import run_json
 
@@ -132,3 +133,42 @@ def new_empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) 
     server.execute(f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}")
     yield server.url(name)
     server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class _Serialization(Exception):
+    sqlstate = "40001"  # what psycopg's SerializationFailure carries
+
+
+def test_a_write_that_keeps_losing_the_race_stops_with_one_line(library_url: str) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from evidence.config import load_settings
+    from evidence.errors import DatabaseError
+    from evidence.store.db import WRITE_ATTEMPTS, open_database
+
+    db = open_database(load_settings({}).with_db(library_url))
+    calls: list[int] = []
+
+    def work(session: Any) -> None:
+        calls.append(1)
+        raise OperationalError("UPDATE studies ...", {}, _Serialization("could not serialize access"))
+
+    try:
+        with pytest.raises(DatabaseError) as caught:
+            db.write(work)
+        assert len(calls) == WRITE_ATTEMPTS
+        message = str(caught.value)
+        assert "gave up after 6 attempts" in message and "could not serialize access" in message
+        assert "\n" not in message and pgserver.PASSWORD not in message
+        # Lost once, then through: the result of the second attempt comes back.
+        calls.clear()
+
+        def flaky(session: Any) -> str:
+            calls.append(1)
+            if len(calls) == 1:
+                raise OperationalError("INSERT ...", {}, _Serialization("deadlock"))
+            return "done"
+
+        assert db.write(flaky) == "done" and len(calls) == 2
+    finally:
+        db.close()
