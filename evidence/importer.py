@@ -58,23 +58,19 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
         for key, value in raw.items():
             _check_texts(key, value)
         fields = {k: raw.get(k) for k in _SCALARS if raw.get(k) not in (None, "")}
-        skipped = []
-        for key in [k for k in fields if k in records.STUDY_LENGTHS and k != "citekey"]:
-            # A value longer than its column (a volume that is a sentence) is left out, as an unusable
-            # keyword is: the record still comes in, and the report says what was skipped.
-            try:
-                value = records.normalize_field(key, fields[key])
-            except EvidenceError:
-                continue  # normalize_fields below says what is wrong with it
-            limit = records.too_long(key, value)
-            if limit is not None:
-                skipped.append(f"skipped {key} {_short(fields.pop(key))} (longer than {limit} characters)")
+        skipped: list[str] = []
         if "citekey" in fields:
             try:
                 fields["citekey"] = records.check_citekey(str(fields["citekey"]))
             except EvidenceError:
                 fields.pop("citekey")  # a foreign key we cannot use: we make our own
-        clean = records.normalize_fields(fields)
+
+        def skip(key: str, value: Any, limit: int) -> None:
+            # A value longer than its column (a volume that is a sentence) is left out, as an unusable
+            # keyword is: the record still comes in, and the report says what was skipped.
+            skipped.append(f"skipped {key} {_short(value)} (longer than {limit} characters)")
+
+        clean = records.normalize_fields(fields, skip_too_long=skip)
         if not clean.get("title"):
             raise ImportFormatError(path, line, "a record without a title")
         if (

@@ -6,7 +6,7 @@ Values are validated here (not only in the CLI) so that a notebook user gets the
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,8 +195,12 @@ def _check_int(field: str, value: Any, low: int, high: int) -> int:
     return number
 
 
-def normalize_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate and normalise the scalar fields of a study; unknown keys are an error."""
+def normalize_fields(
+    fields: Mapping[str, Any], *, skip_too_long: Callable[[str, Any, int], None] | None = None
+) -> dict[str, Any]:
+    """Validate and normalise the scalar fields of a study; unknown keys are an error. A value longer
+    than its column is an error too, unless ``skip_too_long`` is given: then the field is left out and
+    ``skip_too_long(key, value, limit)`` told (an import keeps the record, without it)."""
     out: dict[str, Any] = {}
     for key, value in fields.items():
         if key not in EDITABLE_FIELDS:
@@ -211,7 +215,10 @@ def normalize_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
         out[key] = normalize_field(key, value)
         limit = too_long(key, out[key])
         if limit is not None:
-            raise InvalidValue(f"{key} {_cut(out[key])} is longer than {limit} characters")
+            if skip_too_long is None:
+                raise InvalidValue(f"{key} {_cut(out[key])} is longer than {limit} characters")
+            skip_too_long(key, value, limit)
+            del out[key]
     return out
 
 
