@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from evidence import records
 from evidence.config import Settings
-from evidence.errors import DatabaseError, InvalidValue
+from evidence.errors import InvalidValue
 from evidence.query import show_study
 from evidence.seed import SeedReport, load_seed
 from evidence.store.db import (
@@ -136,7 +136,6 @@ def copy_between(settings: Settings, source: str, target: str, *, replace: bool 
 
     The source must exist (a SQLite path that is not there is refused, not created); both are
     upgraded to the current schema on opening; the target is made if it is a new SQLite file."""
-    from evidence.config import masked_url
     from evidence.store.copy import copy_library
 
     source_settings, target_settings = settings.with_db(source), settings.with_db(target)
@@ -150,8 +149,6 @@ def copy_between(settings: Settings, source: str, target: str, *, replace: bool 
             return copy_library(source_db, target_db, replace=replace)
         finally:
             target_db.close()
-    except DatabaseError as exc:
-        raise DatabaseError(masked_url(str(exc))) from exc
     finally:
         source_db.close()
 
