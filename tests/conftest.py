@@ -53,6 +53,16 @@ class PgServer:
 
         return make_url(self.admin_url).set(database=database).render_as_string(hide_password=False)
 
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """A new database ``name`` (dropped first if it is left from a run before), empty or a copy of
+        ``template``; its URL."""
+        copy = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
+        self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}{copy}")
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
     def execute(self, *statements: str) -> None:
         import psycopg
         from sqlalchemy.engine import make_url
@@ -99,13 +109,12 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
             _SERVER_PROBLEM.append(f"could not start a PostgreSQL cluster: {exc}")
             _no_server(_SERVER_PROBLEM[0])
     # A migrated (not seeded) template: each test's database is a copy of it, as a new library would be.
-    server.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}", f"CREATE DATABASE {TEMPLATE}")
     from evidence.config import load_settings
     from evidence.store.db import open_database
 
-    open_database(load_settings({}).with_db(server.url(TEMPLATE))).close()
+    open_database(load_settings({}).with_db(server.create_database(TEMPLATE))).close()
     yield server
-    server.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+    server.drop_database(TEMPLATE)
     if folder is not None:
         from tests import pgserver
 
@@ -125,9 +134,8 @@ _DATABASES = itertools.count(1)
 def pg_database(pg_server: PgServer) -> Iterator[str]:
     """The URL of a fresh database (migrated, empty, not yet seeded), dropped after the test."""
     name = f"evidence_test_{os.getpid()}_{next(_DATABASES)}"
-    pg_server.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY")
-    yield pg_server.url(name)
-    pg_server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield pg_server.create_database(name, template=TEMPLATE)
+    pg_server.drop_database(name)
 
 
 @pytest.fixture(autouse=True)

@@ -82,9 +82,9 @@ def another_library_url(request: pytest.FixtureRequest, name: str) -> str:
 
     server = request.getfixturevalue("pg_server")
     database = f"evidence_{name}_{os.getpid()}_{next(_LIBRARIES)}"
-    server.execute(f"CREATE DATABASE {database} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY")
-    request.addfinalizer(lambda: server.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-    return str(server.url(database))
+    url = server.create_database(database, template=TEMPLATE)
+    request.addfinalizer(lambda: server.drop_database(database))
+    return str(url)
 
 
 def modules_imported_by(code: str, candidates: tuple[str, ...]) -> list[str]:

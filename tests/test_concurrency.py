@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
-from sqlalchemy import create_engine, text
 
 from tests import pgserver
 from tests.crossref_fake import FakeCrossref, work
-from tests.helpers import run_json
+from tests.helpers import db_rows, run_json
 
 pytestmark = [pytest.mark.both_backends, pytest.mark.slow]
 
@@ -34,15 +33,6 @@ def _env(library_url: str, crossref_url: str) -> dict[str, str]:
         EVIDENCE_CROSSREF_TIMEOUT="5",
     )
     return env
-
-
-def _rows(url: str, sql: str) -> list[Any]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(text(sql)))
-    finally:
-        engine.dispose()
 
 
 def test_four_clinicians_writing_at_once_lose_nothing(
@@ -81,7 +71,7 @@ def test_four_clinicians_writing_at_once_lose_nothing(
     assert [r["failures"] for r in reports] == [[]] * WORKERS
 
     # Every write is there.
-    added = _rows(library_url, "SELECT title, citekey FROM studies WHERE title LIKE 'Concurrent trial %'")
+    added = db_rows(library_url, "SELECT title, citekey FROM studies WHERE title LIKE 'Concurrent trial %'")
     assert sorted(t for t, _ in added) == sorted(
         f"Concurrent trial w{w}-{k}" for w in range(WORKERS) for k in range(5)
     )
@@ -118,8 +108,8 @@ def test_clients_opening_a_new_empty_library_at_once_set_it_up_once(
     for process in openers:
         _out, err = process.communicate(timeout=120)
         assert (process.returncode, err) == (0, "")
-    assert _rows(new_empty_url, "SELECT count(*) FROM studies") == [(49,)]
-    assert _rows(new_empty_url, "SELECT count(*) FROM mechanisms") == [(3,)]
+    assert db_rows(new_empty_url, "SELECT count(*) FROM studies") == [(49,)]
+    assert db_rows(new_empty_url, "SELECT count(*) FROM mechanisms") == [(3,)]
 
 
 @pytest.fixture
@@ -130,9 +120,8 @@ def new_empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) 
         return
     server = request.getfixturevalue("pg_server")
     name = f"evidence_empty_{os.getpid()}"
-    server.execute(f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}")
-    yield server.url(name)
-    server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield server.create_database(name)
+    server.drop_database(name)
 
 
 class _Serialization(Exception):

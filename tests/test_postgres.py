@@ -27,22 +27,17 @@ from evidence.store.models import Base
 from tests import pgserver
 from tests.conftest import PgServer
 from tests.crossref_fake import FakeCrossref, install, work
-from tests.helpers import run, run_json
+from tests.helpers import db_execute, db_rows, run, run_json
 
 CLI = [sys.executable, str(Path(__file__).resolve().parent.parent / "cli.py")]
-
-
-def _fresh(server: PgServer, name: str) -> str:
-    server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}")
-    return server.url(name)
 
 
 @pytest.fixture
 def empty_pg(pg_server: PgServer) -> Iterator[str]:
     """A database with nothing in it, not even the schema."""
     name = f"evidence_pg_{os.getpid()}"
-    yield _fresh(pg_server, name)
-    pg_server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield pg_server.create_database(name)
+    pg_server.drop_database(name)
 
 
 def _password(url: str) -> str:
@@ -256,7 +251,7 @@ def test_server_stopped_mid_import_leaves_the_library_as_it_was(
 ) -> None:
     folder, admin = own_cluster
     server = PgServer(admin, folder)
-    url = _fresh(server, "clinic")
+    url = server.create_database("clinic")
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
     env.update(EVIDENCE_HOME=str(tmp_path / "home"), EVIDENCE_DB=url)
     subprocess.run([*CLI, "db", "init"], env=env, check=True, capture_output=True)
@@ -280,10 +275,11 @@ def test_server_stopped_mid_import_leaves_the_library_as_it_was(
     assert "lost the connection to the PostgreSQL server 127.0.0.1" in err and "'clinic'" in err
 
     pgserver.restart(folder)
-    assert _count(url) == 49  # the seed library, and nothing of the import
+    # The seed library, and nothing of the import.
+    assert db_rows(url, "SELECT count(*) FROM studies") == [(49,)]
     again = subprocess.run([*CLI, "import", str(source)], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    assert _count(url) == 49 + 12_000
+    assert db_rows(url, "SELECT count(*) FROM studies") == [(49 + 12_000,)]
 
 
 def test_server_stopped_mid_enrich_keeps_the_chunks_committed_before_it(
@@ -292,7 +288,7 @@ def test_server_stopped_mid_enrich_keeps_the_chunks_committed_before_it(
     """enrich commits a chunk at a time (50 studies): the server stops while the second chunk is being
     fetched; the first chunk's answers stay, the second's transaction leaves nothing, one line, exit 1."""
     folder, admin = own_cluster
-    url = _fresh(PgServer(admin, folder), "clinic")
+    url = PgServer(admin, folder).create_database("clinic")
     monkeypatch.setenv("EVIDENCE_DB", url)
     run("db", "init", "--empty")
     dois = [f"10.5555/enrich.{i}" for i in range(100)]
@@ -323,14 +319,9 @@ def test_server_stopped_mid_enrich_keeps_the_chunks_committed_before_it(
     assert "lost the connection to the PostgreSQL server 127.0.0.1" in result.stderr
 
     pgserver.restart(folder)
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            enriched = conn.execute(text("SELECT count(*) FROM studies WHERE citations = 5")).scalar()
-            cached = conn.execute(text("SELECT count(*) FROM crossref_cache")).scalar()
-    finally:
-        engine.dispose()
-    assert (enriched, cached) == (50, 50)  # the first chunk, whole; nothing of the second
+    # The first chunk, whole; nothing of the second.
+    assert db_rows(url, "SELECT count(*) FROM studies WHERE citations = 5") == [(50,)]
+    assert db_rows(url, "SELECT count(*) FROM crossref_cache") == [(50,)]
 
 
 def _wait_for_query(url: str, pattern: str, process: subprocess.Popen[str]) -> bool:
@@ -355,15 +346,6 @@ def _wait_for_query(url: str, pattern: str, process: subprocess.Popen[str]) -> b
         engine.dispose()
 
 
-def _count(url: str) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM studies")).scalar_one())
-    finally:
-        engine.dispose()
-
-
 # --- moving a library ----------------------------------------------------------------------------------
 
 
@@ -384,3 +366,15 @@ def test_db_copy_moves_a_laptop_library_in_and_back_out(pg_database: str, tmp_pa
     assert run_json("--db", str(back), "find", "--sort", "title") == original
     missing = run("db", "copy", str(tmp_path / "nowhere.db"), str(back), expect=1)
     assert missing.stderr == f"Error: no library at {tmp_path / 'nowhere.db'} to copy from\n"
+
+
+def test_db_copy_failure_names_both_libraries_whole(pg_database: str, tmp_path: Path) -> None:
+    laptop = tmp_path / "laptop.db"
+    run("--db", str(laptop), "db", "init")
+    # A PMID longer than PostgreSQL's column (SQLite keeps it): the copy fails mid-way.
+    db_execute(f"sqlite:///{laptop}", "UPDATE studies SET pmid = :p WHERE id = 1", p="1" * 20)
+    failed = run("db", "copy", str(laptop), pg_database, expect=1)
+    shown = pg_database.replace(f":{_password(pg_database)}@", ":***@")
+    assert failed.stderr.startswith(f"Error: copy from sqlite:///{laptop} to {shown} failed while copying ")
+    assert "the target is unchanged" in failed.stderr and failed.stderr.count("\n") == 1
+    assert db_rows(pg_database, "SELECT count(*) FROM studies") == [(0,)]

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import JSON, Table, func, insert, select, text
+from sqlalchemy import JSON, Dialect, Table, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from evidence import vocab
@@ -210,18 +210,7 @@ def _executemany(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
         f"VALUES ({', '.join('?' * len(names))})"
     )
-    processors = [
-        (index, processor)
-        for index, name in enumerate(names)
-        if (processor := table.c[name].type.bind_processor(dialect)) is not None
-    ]
-    get = itemgetter(*names)
-    params = []
-    for row in rows:
-        values = list(get(row)) if len(names) > 1 else [get(row)]
-        for index, processor in processors:
-            values[index] = processor(values[index])
-        params.append(tuple(values))
+    params = [tuple(values) for values in _bound_values(table, rows, dialect)]
     session.connection().exec_driver_sql(sql, params)
 
 
@@ -229,25 +218,35 @@ def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     """PostgreSQL: COPY the rows (all with the same keys) into ``table`` on the session's connection, in
     its transaction; values pass through the column types' bind processors first, as in an INSERT."""
     dialect = session.get_bind().dialect
-    names = list(rows[0])
     quote = dialect.identifier_preparer.quote
-    processors = [
-        _json_text if isinstance(table.c[name].type, JSON) else table.c[name].type.bind_processor(dialect)
-        for name in names
-    ]
     driver = session.connection().connection.driver_connection
     assert driver is not None
-    columns = ", ".join(quote(n) for n in names)
+    columns = ", ".join(quote(n) for n in rows[0])
     with driver.cursor() as cursor, cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
-        get = itemgetter(*names)
-        for row in rows:
-            values = list(get(row)) if len(names) > 1 else [get(row)]
-            for index, processor in enumerate(processors):
-                if processor is not None:
-                    values[index] = processor(values[index])
+        for values in _bound_values(table, rows, dialect):
             copy.write_row(values)
 
 
+def _bound_values(table: Table, rows: list[dict[str, Any]], dialect: Dialect) -> Iterator[list[Any]]:
+    """Each row's values (in the order of the first row's keys) as the driver takes them: through the
+    column types' bind processors (JSON, dates, booleans); for COPY on PostgreSQL, JSON as its text
+    (psycopg adapts a JSON parameter of an INSERT itself, not a COPY value)."""
+    names = list(rows[0])
+    copying = dialect.name == "postgresql"
+    processors = []
+    for index, name in enumerate(names):
+        column_type = table.c[name].type
+        if copying and isinstance(column_type, JSON):
+            processors.append((index, _json_text))
+        elif (processor := column_type.bind_processor(dialect)) is not None:
+            processors.append((index, processor))
+    get = itemgetter(*names)
+    for row in rows:
+        values = list(get(row)) if len(names) > 1 else [get(row)]
+        for index, processor in processors:
+            values[index] = processor(values[index])
+        yield values
+
+
 def _json_text(value: Any) -> str | None:
-    # psycopg adapts a JSON parameter of an INSERT itself, but COPY takes the JSON text.
     return None if value is None else json.dumps(value)

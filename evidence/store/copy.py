@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Table, delete, func, insert, select, text
-from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from evidence.errors import DatabaseError, InvalidValue
-from evidence.store.db import Database, first_line
+from evidence.store.db import Database, first_line, hide_passwords
 from evidence.store.models import Base
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ def copy_library(source: Database, target: Database, *, replace: bool = False) -
             _advance_counters(reader, writer, tables, source.dialect, target.dialect)
             step = "committing"
     except SQLAlchemyError as exc:
-        reason = _masked(first_line(exc), source.engine.url, target.engine.url)
+        reason = hide_passwords(first_line(exc), source.engine.url, target.engine.url)
         raise DatabaseError(
             f"copy from {source_name} to {target_name} failed while {step}, the target is unchanged: {reason}"
         ) from exc
@@ -223,10 +222,3 @@ def _pg_sequence(session: Session, table: Table, column: Column[Any]) -> str | N
         text("SELECT pg_get_serial_sequence(:table, :column)"), {"table": table.name, "column": column.name}
     )
     return None if name is None else str(name)
-
-
-def _masked(message: str, *urls: URL) -> str:
-    for url in urls:
-        if url.password:
-            message = message.replace(str(url.password), "***")
-    return message

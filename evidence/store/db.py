@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -119,11 +119,18 @@ def is_retryable(exc: DBAPIError) -> bool:
 
 
 def first_line(exc: BaseException) -> str:
-    return (
-        str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        if str(exc).strip()
-        else type(exc).__name__
-    )
+    """The first line of what the driver (or the exception itself) says, or its class name."""
+    message = str(getattr(exc, "orig", None) or exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__
+
+
+def hide_passwords(message: str, *urls: str | URL) -> str:
+    """``message`` with the password of each of ``urls`` replaced by ``***``."""
+    for url in urls:
+        password = make_url(url).password
+        if password:
+            message = message.replace(str(password), "***")
+    return message
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -252,10 +259,7 @@ def describe_failure(url: str, exc: BaseException) -> str:
         return f"cannot use the library at {masked_url(url)}: {reason}"
     where = f"PostgreSQL server {parsed.host or 'localhost'}:{parsed.port or 5432}"
     database = parsed.database or parsed.username or "postgres"
-    password = parsed.password
-    if password:
-        reason = reason.replace(str(password), "***")
-    reason = reason.removeprefix("connection failed: ")
+    reason = hide_passwords(reason, parsed).removeprefix("connection failed: ")
     text_ = reason.lower()
     if "does not exist" in text_ and "database" in text_:
         return (
