@@ -6,7 +6,9 @@ migration), so a SQL client sees the same words; this module is the source of tr
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -158,3 +160,21 @@ MECHANISM_BY_NAME: dict[str, MechanismSpec] = {m.name: m for m in MECHANISMS}
 def level_for_design(design: str) -> int:
     """OCEBM 2011 level implied by a design name (KeyError for an unknown design)."""
     return DESIGN_LEVELS[design]
+
+
+def link_matches(
+    link: Mapping[str, Any],
+    *,
+    claims: Collection[str] = (),
+    mechanisms: Collection[str] = (),
+    stances: Collection[str] = (),
+) -> bool:
+    """Whether a study's claim link (`{"claim", "mechanism", "stance"}`) is one a selection's filters name:
+    a named claim or a claim under a named mechanism (either when none is named), with a named stance."""
+    name = link["claim"]
+    if claims or mechanisms:
+        spec = CLAIM_BY_NAME.get(name)
+        mechanism = link.get("mechanism") or (spec.mechanism if spec else None)
+        if name not in claims and mechanism not in mechanisms:
+            return False
+    return not stances or link.get("stance") in stances

@@ -206,6 +206,16 @@ def render_bibliography(
     return _join((entry for _, entry in _render_entries(list(studies), style, fmt)), fmt)
 
 
+def render_entries(
+    studies: Iterable[StudyRow], style: str = "american-medical-association", fmt: str = "html"
+) -> list[str]:
+    """Each study's formatted entry, in the order given (a numbered style numbers them in that order)."""
+    studies = list(studies)
+    rendered = dict(_render_entries(studies, style, fmt))
+    keys = CitekeyAllocator()  # as _render_entries allocated them; citeproc-py lower-cases keys
+    return [rendered[keys.key_for(study).lower()] for study in studies]
+
+
 def _heading(text: str, level: int, fmt: str) -> str:
     if fmt == "html":
         return f"<h{level + 1}>{html.escape(text)}</h{level + 1}>\n"
