@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EVIDENCE := $(VENV)/bin/evidence
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint typecheck bench clean
+.PHONY: demo test install lint typecheck bench clean report-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 	$(EVIDENCE) db path
 	$(EVIDENCE) claims
 	$(EVIDENCE) find --mechanism neural-stimulation --stance supports --max-level 2 --sort level --limit 10
+
+# The seed library's report (HTML, PDF) with a screenshot and the PDF's first page as PNG, for a reviewer.
+report-demo: $(STAMP)
+	$(EVIDENCE) db upgrade
+	$(PY) tests/report_demo.py build/report-demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2

@@ -315,7 +315,8 @@ def _flag_note(flagged: Sequence[Entry]) -> str:
 
 def claim_verdict(entries: Sequence[Entry]) -> str:
     """One paragraph from the counts, e.g. "6 studies: 2 support and 4 show no effect. The strongest human
-    evidence is level 2: 2 RCTs (both show no effect). The supporting studies are 2 animal studies."."""
+    evidence is level 2: 2 RCTs (both show no effect). None of the supporting studies is in humans: 2 animal
+    studies.". Flagged studies are named in a last sentence and counted in none of the others."""
     counted = [e for e in entries if e.counted]
     flagged = [e for e in entries if not e.counted]
     if not counted:
@@ -331,7 +332,8 @@ def claim_verdict(entries: Sequence[Entry]) -> str:
         top_stances = Counter(e.stance for e in top)
         if len(top_stances) == 1:
             (stance,) = top_stances
-            how = ("it " if len(top) == 1 else "all ") + stance_phrase(stance, len(top)).split(" ", 1)[1]
+            who = {1: "it ", 2: "both "}.get(len(top), "all ")
+            how = who + stance_phrase(stance, len(top)).split(" ", 1)[1]
         else:
             how = _stance_list(top_stances)
         where = f"level {best}" if best != 9 else "of no recorded level"
@@ -341,31 +343,23 @@ def claim_verdict(entries: Sequence[Entry]) -> str:
     supporting = [e for e in counted if e.stance == "supports"]
     if supporting:
         by_population = Counter(e.population for e in supporting)
+        best = min(e.study.get("level") or 9 for e in supporting)
         if by_population.get("human") == len(supporting):
-            best = min(e.study.get("level") or 9 for e in supporting)
-            tail = f" (best level {best})" if best != 9 else ""
             sentences.append(
-                (
-                    "The supporting study is human"
-                    if len(supporting) == 1
-                    else "All supporting studies are human"
-                )
-                + f"{tail}."
+                ("The supporting study is" if len(supporting) == 1 else "All supporting studies are")
+                + " in humans"
+                + (f" (best level {best})." if best != 9 else ".")
             )
         elif not by_population.get("human"):
             designs = Counter(e.study.get("design") for e in supporting)
+            split = f" ({_population_split(by_population)})" if len(by_population) > 1 else ""
             sentences.append(
-                f"The supporting {'study is' if len(supporting) == 1 else 'studies are'} "
+                f"None of the supporting studies is in humans{split}: "
                 + _and([_noun(d, n) for d, n in designs.most_common()])
-                + (
-                    f" ({_population_split(by_population)})"
-                    if len([p for p in by_population if by_population[p]]) > 1
-                    else (" in animals" if by_population.get("animal") else " with no population recorded")
-                )
                 + "."
             )
         else:
-            sentences.append(f"Of the supporting studies, {_population_split(by_population)}.")
+            sentences.append(f"Supporting studies: {_population_split(by_population)}.")
     return " ".join(sentences) + _flag_note(flagged)
 
 
