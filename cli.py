@@ -1489,5 +1489,274 @@ def db_copy(state: AppState, source: str, target: str, replace: bool) -> None:
     click.echo(f"copied {report.summary()} from {report.source} to {report.target}", err=True)
 
 
+# --- keeping the evidence current: saved searches, triage, PRISMA -------------------------------------
+
+WATCH_TABLE = ("name", "query", "type", "last_run", "next_from", "records", "pending", "included", "excluded")
+TRIAGE_TABLE = ("id", "year", "first_author", "journal", "title", "abstract", "status")
+
+
+@cli.group()
+def watch() -> None:
+    """Saved Crossref searches that find new studies: add, list, run, remove.
+
+    A run asks Crossref for the works matching the query and indexed since the last run. New works become
+    candidates in the triage queue (`evidence triage`), never studies until you include them; works
+    already in the library or already candidates are counted, not stored again.
+
+    \b
+    Examples:
+      evidence watch add iastm --query "instrument assisted soft tissue mobilization" --since 2024-01-01
+      evidence watch run
+      evidence watch list
+    """
+
+
+@watch.command(name="add")
+@click.argument("name")
+@click.option("--query", required=True, help="The words Crossref looks for (at most 500 characters).")
+@click.option(
+    "--since", metavar="YYYY-MM-DD", default=None, help="The first run asks for works indexed since."
+)
+@click.option(
+    "--type", "work_type", default="journal-article", show_default=True, help="Crossref work type, or 'any'."
+)
+@pass_state
+def watch_add(state: AppState, name: str, query: str, since: str | None, work_type: str) -> None:
+    """Save a Crossref search under NAME.
+
+    \b
+    Examples:
+      evidence watch add iastm --query "instrument assisted soft tissue mobilization" --since 2024-01-01
+      evidence watch add gua-sha --query "gua sha randomized" --type any
+    """
+    from evidence.watch.searches import add_search
+
+    def work(session: Any) -> str:
+        return add_search(session, name, query, since=since, work_type=work_type).name
+
+    saved = state.database().write(work)
+    click.echo(f"saved search {saved}; run it with `evidence watch run {saved}`", err=True)
+
+
+@watch.command(name="list")
+@output_options
+@pass_state
+def watch_list(state: AppState, fmt: str, columns: str | None, output: str | None) -> None:
+    """The saved searches, with their last run and what they found.
+
+    \b
+    Examples:
+      evidence watch list
+      evidence watch list --format json
+    """
+    from evidence.watch.searches import list_searches
+
+    with state.database().transaction() as session:
+        rows = list_searches(session)
+    emit_rows(
+        rows, fmt, output, columns, table_columns=WATCH_TABLE, empty="no saved search (evidence watch add)"
+    )
+
+
+@watch.command(name="remove")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def watch_remove(state: AppState, name: str, yes: bool) -> None:
+    """Forget a saved search and its pending candidates (decisions and included studies stay).
+
+    \b
+    Examples:
+      evidence watch remove gua-sha --yes
+    """
+    from evidence.watch.searches import get_search, remove_search
+
+    with state.database().transaction() as session:
+        found = get_search(session, name).name
+    if not yes:
+        confirm_or_stop(
+            f"Remove the saved search {found} and its pending candidates?", "not removed", "remove it"
+        )
+    result = state.database().write(lambda session: remove_search(session, found))
+    click.echo(
+        f"removed {found}: {result['pending_removed']} pending candidates forgotten, "
+        f"{result['decided_kept']} decisions kept",
+        err=True,
+    )
+
+
+@watch.command(name="run")
+@click.argument("names", nargs=-1)
+@click.option("--max", "max_works", type=click.IntRange(min=1, max=100_000), default=1000, show_default=True,
+              help="At most this many works per search in this run (the next run goes on).")  # fmt: skip
+@pass_state
+def watch_run(state: AppState, names: tuple[str, ...], max_works: int) -> None:
+    """Run saved searches (all, without NAMEs): new works become candidates for triage.
+
+    Each page of results is stored as it arrives, with Crossref's cursor for the next, so an interrupted
+    run keeps what it stored and the next run goes on from there. Exit 1 if a search failed.
+
+    \b
+    Examples:
+      evidence watch run
+      evidence watch run iastm-trials --max 200
+    """
+    from evidence import enrich
+    from evidence.crossref import unreachable
+    from evidence.watch.run import run_searches
+
+    client = enrich.make_client(state.settings)
+    runs, stopped = run_searches(state.database(), client, names, max_works=max_works)
+    for run in runs:
+        click.echo(run.summary(), err=True)
+    if stopped is not None:
+        raise click.ClickException(str(unreachable(stopped)))
+    if any(run.error for run in runs):
+        raise click.ClickException("a saved search failed (see above); run it again to go on")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--search", "searches", multiple=True, metavar="NAME", help="Only candidates of this search.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many.")
+@click.option("--all", "show_all", is_flag=True, help="Every pending candidate.")
+@output_options
+@click.pass_context
+def triage(
+    ctx: click.Context,
+    searches: tuple[str, ...],
+    limit: int,
+    show_all: bool,
+    fmt: str,
+    columns: str | None,
+    output: str | None,
+) -> None:
+    """Screen the candidates the saved searches found: list the pending ones, include, exclude, undo.
+
+    Without a subcommand, lists the pending candidates, oldest first (title, year, journal, first author,
+    the abstract's first lines; --format json gives the whole abstract).
+
+    \b
+    Examples:
+      evidence triage
+      evidence triage include 12 --claim pain-modulation --stance supports --design rct
+      evidence triage exclude 13 --reason not-iastm
+      evidence triage undo 13
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from evidence.watch.triage import LIST_FIELDS, pending
+
+    state = ctx.find_object(AppState)
+    assert state is not None
+    with state.database().transaction() as session:
+        rows, total = pending(
+            session, searches=searches, limit=None if show_all else limit, preview=fmt in ("table", "csv")
+        )
+    emit_rows(rows, fmt, output, columns, table_columns=TRIAGE_TABLE, fields=LIST_FIELDS,
+              empty="no candidate is waiting (evidence watch run finds new ones)")  # fmt: skip
+    if len(rows) < total:
+        click.echo(f"{len(rows)} of {total} pending candidates shown (--all for every one)", err=True)
+
+
+@triage.command(name="include")
+@click.argument("ref")
+@click.option(
+    "--claim", "claims", multiple=True, type=choice(CLAIM_NAMES), help="Claim it bears on (repeat)."
+)
+@click.option("--stance", type=choice(vocab.STANCES), default=None, help="Stance on every --claim given.")
+@click.option("--finding", default=None, help="One-line finding for the --claim links.")
+@click.option("--design", type=choice(vocab.DESIGNS), default=None, help="Study design (sets the level).")
+@pass_state
+def triage_include(
+    state: AppState,
+    ref: str,
+    claims: tuple[str, ...],
+    stance: str | None,
+    finding: str | None,
+    design: str | None,
+) -> None:
+    """Make candidate REF (its number or DOI) a study of the library, from Crossref's record.
+
+    \b
+    Examples:
+      evidence triage include 12 --claim pain-modulation --stance no-effect --design rct \\
+          --finding "No better than sham at 4 weeks"
+    """
+    from evidence.watch.triage import include
+
+    def work(session: Any) -> dict[str, Any]:
+        return include(session, ref, claims=claims, stance=stance, finding=finding, design=design)
+
+    study = state.database().write(work)
+    click.echo(f"included candidate {ref} as {study['citekey']} (id {study['id']})", err=True)
+
+
+@triage.command(name="exclude")
+@click.argument("ref")
+@click.option("--reason", required=True, metavar="REASON",
+              help="not-iastm, not-a-study, wrong-population, wrong-outcome, duplicate, no-full-text, "
+                   "other:TEXT.")  # fmt: skip
+@pass_state
+def triage_exclude(state: AppState, ref: str, reason: str) -> None:
+    """Leave candidate REF out, with the reason (kept with the date: it never comes back as new).
+
+    \b
+    Examples:
+      evidence triage exclude 13 --reason wrong-population
+      evidence triage exclude 14 --reason "other:conference abstract"
+    """
+    from evidence.watch.triage import exclude
+
+    row = state.database().write(lambda session: exclude(session, ref, reason))
+    click.echo(f"excluded candidate {row['id']} ({row['reason']})", err=True)
+
+
+@triage.command(name="undo")
+@click.argument("ref")
+@pass_state
+def triage_undo(state: AppState, ref: str) -> None:
+    """Put candidate REF back to pending; undoing an include removes the study it made.
+
+    \b
+    Examples:
+      evidence triage undo 13
+    """
+    from evidence.watch.triage import undo
+
+    undone = state.database().write(lambda session: undo(session, ref))
+    removed = f"; removed study {undone['removed_study']}" if undone.get("removed_study") else ""
+    click.echo(f"candidate {undone['id']} is pending again (was {undone['was']}){removed}", err=True)
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@output_options
+@pass_state
+def prisma(
+    state: AppState, names: tuple[str, ...], fmt: str, columns: str | None, output: str | None
+) -> None:
+    """PRISMA 2020 counts of the saved searches (all, without NAMEs): identified, duplicates, screened,
+    excluded per reason, included.
+
+    \b
+    Examples:
+      evidence prisma
+      evidence prisma iastm-trials --format json
+    """
+    from evidence.watch.prisma import prisma_counts, prisma_rows
+
+    with state.database().transaction() as session:
+        counts = prisma_counts(session, names)
+    if fmt == "json":  # one object, the counts by name (the other formats list the boxes)
+        import json
+
+        from evidence.render import open_output
+
+        with open_output(output) as out:
+            out.write(json.dumps(counts, indent=2) + "\n")
+        return
+    emit_rows(prisma_rows(counts), fmt, output, columns, table_columns=("stage", "detail", "count"))
+
+
 if __name__ == "__main__":  # pragma: no cover
     cli()

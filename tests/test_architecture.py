@@ -74,7 +74,8 @@ def test_heavy_libraries_are_imported_lazily() -> None:
 BOTTOM = {"errors", "config", "ids", "vocab", "schema", "naming", "sequences", "matching"}
 SERVICES_AND_UP = ("evidence.records", "evidence.query", "evidence.library", "evidence.importer",
                    "evidence.import_report", "evidence.exchange", "evidence.duplicates", "evidence.seed",
-                   "evidence.render", "evidence.textview", "evidence.enrich", "evidence.report")  # fmt: skip
+                   "evidence.render", "evidence.textview", "evidence.enrich", "evidence.report",
+                   "evidence.watch")  # fmt: skip
 
 
 def _evidence_imports(paths: list[Path]) -> set[str]:

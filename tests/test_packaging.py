@@ -43,7 +43,7 @@ def test_wheel_contains_cli_migrations_and_seed_data(tmp_path: Path) -> None:
     assert "evidence/store/migrations/versions/0001_initial_schema.py" in names
     assert "evidence/report/templates/report.html.j2" in names
     assert "evidence/report/templates/report.css" in names
-    for package in ("crossref", "enrich", "formats", "report", "store"):
+    for package in ("crossref", "enrich", "formats", "report", "store", "watch"):
         assert f"evidence/{package}/__init__.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "evidence = cli:cli" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -3,8 +3,9 @@
 Its modules, each with one story:
 
 - ``parse``: the pure ``parse_work(message) -> CrossrefWork`` and the frozen types it returns.
-- ``client``: ``CrossrefClient``, habanero behind typed calls: one work, batches of up to 50 DOIs, and
-  free-text citation searches, every request throttled and retried.
+- ``client``: ``CrossrefClient``, habanero behind typed calls: one work, batches of up to 50 DOIs,
+  free-text citation searches and deep-paged searches a page at a time, every request throttled and
+  retried.
 - ``throttle``: the pool limits, the rate limiter and the retry policy, and the headers that steer them.
 - ``failures``: every habanero / httpx2 failure translated, per DOI, into ``evidence.errors``, and what a
   failure means for a run (``stops_the_run``, ``unreachable``).
@@ -15,7 +16,14 @@ The names below are the package's API; import them from ``evidence.crossref``.
 
 from __future__ import annotations
 
-from evidence.crossref.client import MAX_BATCH, MAX_REFUSED_SINGLES, CrossrefClient, OnResult
+from evidence.crossref.client import (
+    MAX_BATCH,
+    MAX_REFUSED_SINGLES,
+    CrossrefClient,
+    CursorRejected,
+    OnResult,
+    WorkPage,
+)
 from evidence.crossref.failures import FailureKind, Route, stops_the_run, unreachable
 from evidence.crossref.parse import (
     Author,
@@ -51,6 +59,7 @@ __all__ = [
     "ClinicalTrial",
     "CrossrefClient",
     "CrossrefWork",
+    "CursorRejected",
     "FailureKind",
     "OnResult",
     "PartialDate",
@@ -60,6 +69,7 @@ __all__ = [
     "RetryPolicy",
     "Route",
     "UpdateType",
+    "WorkPage",
     "WorkStatus",
     "WorkUpdate",
     "jats_to_text",

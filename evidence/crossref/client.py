@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
@@ -58,6 +59,20 @@ def _evidence_version() -> str:
 
 
 OnResult = Callable[[str, "CrossrefWork | CrossrefError"], None]
+
+
+@dataclass(frozen=True)
+class WorkPage:
+    """One page of a deep-paged search: its works, the cursor of the next page, Crossref's total."""
+
+    works: list[CrossrefWork]
+    next_cursor: str | None
+    total: int | None
+    skipped: int = 0  # items Crossref sent malformed
+
+
+class CursorRejected(CrossrefError):
+    """Crossref refused a deep-paging cursor (expired, or unknown): start the walk again from ``*``."""
 
 
 class CrossrefClient:
@@ -259,6 +274,56 @@ class CrossrefClient:
             raise problems[0]
         return works
 
+    def search_page(
+        self,
+        query: str,
+        *,
+        cursor: str = "*",
+        rows: int = 100,
+        filters: Mapping[str, str] | None = None,
+    ) -> WorkPage:
+        """One page of a deep-paged search: ``GET /works?query=...&filter=...&cursor=C&rows=N``.
+
+        Start with ``cursor="*"`` and send each page's ``next_cursor`` back for the next; an empty page
+        ends the walk. habanero's own cursor loop is bypassed (``cursor_max=0``): it would fetch the
+        following pages itself, outside this client's throttle and retries, and it never stops when a
+        page comes back empty while ``total-results`` is above zero, which is how Crossref ends a walk.
+        A cursor Crossref refuses (it expires after a few idle minutes) raises ``CursorRejected``; a
+        malformed item is logged and counted in ``skipped``.
+        """
+        if not 1 <= rows <= 1000:
+            raise InvalidValue(f"a Crossref page holds 1 to 1000 works, not {rows}")
+        wanted = {k: v for k, v in (filters or {}).items() if v}
+        try:
+            message = self._ask(
+                "list",
+                lambda: self._cr.works(
+                    query=query, filter=dict(wanted) or None, cursor=cursor, cursor_max=0, limit=rows
+                ),
+                _work_list_page,
+            )
+        except RequestFailed as failed:
+            error = self._error(failed, f"the search {query!r}", None)
+            if failed.failure.kind == "rejected" and cursor != "*":
+                raise CursorRejected(str(error), reason=error.reason) from None
+            raise error from None
+        works: list[CrossrefWork] = []
+        skipped = 0
+        for item in message["items"]:
+            try:
+                works.append(parse_work(item))
+            except BadResponse as exc:
+                logger.warning("skipping a malformed work in the search answer: %s", exc)
+                skipped += 1
+        next_cursor = message.get("next-cursor")
+        total = message.get("total-results")
+        return WorkPage(
+            works=works,
+            next_cursor=next_cursor if isinstance(next_cursor, str) and next_cursor else None,
+            total=total if isinstance(total, int) else None,
+            skipped=skipped,
+        )
+
     # --- internals -------------------------------------------------------------------------------
 
     def _error(
@@ -377,6 +442,17 @@ def _work_list_items(envelope: object) -> list[Mapping[str, Any]] | Failure:
     if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
         return Failure("bad-response", "the work list has no items")
     return items
+
+
+def _work_list_page(envelope: object) -> Mapping[str, Any] | Failure:
+    """A search answer's message, its items checked (``next-cursor`` and ``total-results`` are read by the
+    caller)."""
+    items = _work_list_items(envelope)
+    if isinstance(items, Failure):
+        return items
+    message = _envelope_message(envelope, "work-list")
+    assert not isinstance(message, Failure)
+    return message
 
 
 def _parse_for(message: Mapping[str, Any], doi: str) -> CrossrefWork:

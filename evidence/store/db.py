@@ -34,7 +34,7 @@ from evidence.store.models import Claim, Mechanism, Meta
 log = logging.getLogger(__name__)
 
 # The newest migration in evidence/migrations/versions; a test checks the two agree.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SEEDED_KEY = "seeded"
 # pg_advisory_xact_lock key of "set this library up" (any constant: one per database).

@@ -260,3 +260,88 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# --- keeping the evidence current: saved Crossref searches, what they found, the triage queue --------------
+
+#: ``Candidate.state``: waiting to be screened, made a study, or left out (with a reason).
+CANDIDATE_STATES: tuple[str, ...] = ("pending", "included", "excluded")
+#: ``WatchRecord.outcome``: a work first seen by this search became a candidate, or was one already (in
+#: the library, or a candidate of another search).
+RECORD_OUTCOMES: tuple[str, ...] = ("candidate", "in-library", "earlier-candidate")
+
+
+class WatchSearch(Base):
+    """A saved Crossref search (`evidence watch add`), with the state of its runs.
+
+    ``next_from`` is the ``from-index-date`` of the next run (the day the last complete run began, or
+    ``since``). A run that stopped before its last page (``--max``, a failure, a kill) keeps ``cursor``
+    (Crossref's deep-paging cursor for the next page), ``run_from`` and ``run_started_at``, and the next
+    run goes on from there.
+    """
+
+    __tablename__ = "watch_searches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    query: Mapped[str] = mapped_column(Text)
+    since: Mapped[str | None] = mapped_column(String(10))  # YYYY-MM-DD
+    work_type: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_run_at: Mapped[datetime | None]
+    next_from: Mapped[str | None] = mapped_column(String(10))
+    cursor: Mapped[str | None] = mapped_column(Text)
+    run_from: Mapped[str | None] = mapped_column(String(10))
+    run_started_at: Mapped[datetime | None]
+
+
+class Candidate(Base):
+    """A work a saved search found that is not (yet) a study: in the triage queue until screened."""
+
+    __tablename__ = "candidates"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'included', 'excluded')", name="state"),
+        CheckConstraint("state != 'excluded' OR reason IS NOT NULL", name="excluded_has_reason"),
+        Index("ix_candidates_state_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    doi: Mapped[str] = mapped_column(String(255), unique=True)
+    # The search that found it first; NULL once that search is removed (a decision outlives its search).
+    search_id: Mapped[int | None] = mapped_column(
+        ForeignKey("watch_searches.id", ondelete="SET NULL"), index=True
+    )
+    title: Mapped[str] = mapped_column(Text)
+    first_author: Mapped[str | None] = mapped_column(Text)
+    year: Mapped[int | None]
+    journal: Mapped[str | None] = mapped_column(Text)
+    abstract: Mapped[str | None] = mapped_column(Text)
+    work_type: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default="ok", server_default="ok")
+    message: Mapped[dict[str, Any]] = mapped_column(JSON())  # Crossref's work, as sent
+    found_at: Mapped[datetime] = mapped_column(default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    reason: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[datetime | None]
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", ondelete="SET NULL"), index=True)
+
+    search: Mapped[WatchSearch | None] = relationship()
+
+
+class WatchRecord(Base):
+    """Each distinct work a search has returned, once: what PRISMA's "records identified" counts, and why a
+    work seen again is not counted (or stored) again."""
+
+    __tablename__ = "watch_records"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('candidate', 'in-library', 'earlier-candidate')", name="outcome"),
+        Index("ix_watch_records_search_doi", "search_id", "doi", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("watch_searches.id", ondelete="CASCADE"))
+    doi: Mapped[str] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(20))
+    candidate_id: Mapped[int | None] = mapped_column(ForeignKey("candidates.id", ondelete="SET NULL"))
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", ondelete="SET NULL"))
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
