@@ -143,20 +143,27 @@ def test_duplicates_of_the_library_and_of_other_searches_are_counted_not_stored(
     ]
     run("watch", "add", "a", "--query", QUERY)
     run("watch", "add", "b", "--query", "gua sha")
-    out = run("watch", "run").stderr.splitlines()
+    out = run("watch", "run", "a").stderr.splitlines()
     assert out[0] == "a: 4 works in 1 request: 2 new, 2 already in the library, 1 of the new retracted"
-    assert out[1] == "b: 4 works in 1 request: 0 new, 2 already in the library, 2 already candidates"
-    assert [doi for doi, _ in candidates(library)] == ["10.5555/watch.1", "10.5555/watch.4"]
+    # The same title, author and year under another DOI (a preprint's, say) is another candidate: works
+    # with different DOIs are never merged by title (triage can exclude one as a duplicate).
+    twin = {k: v for k, v in search_work(1).items() if k != "DOI"}
+    crossref.works += [{**twin, "DOI": "10.5555/preprint.1"}]
+    out = run("watch", "run", "b").stderr.splitlines()
+    assert out[0] == "b: 5 works in 1 request: 1 new, 2 already in the library, 2 already candidates"
+    dois = [doi for doi, _ in candidates(library)]
+    assert dois == ["10.5555/watch.1", "10.5555/watch.4", "10.5555/preprint.1"]
+    outcomes = db_rows(library, "SELECT outcome FROM watch_records WHERE search_id = 2 ORDER BY id")
+    assert [o for (o,) in outcomes] == [
+        "earlier-candidate", "in-library", "in-library", "earlier-candidate", "candidate",
+    ]  # fmt: skip
     listed = pending_json()
-    assert [r["status"] for r in listed] == ["ok", "retracted"]
+    assert [r["status"] for r in listed] == ["ok", "retracted", "ok"]
     counts = prisma()
     check_prisma_adds_up(counts)
-    assert (
-        counts["identified"],
-        counts["duplicates_in_library"],
-        counts["duplicates_earlier_candidates"],
-    ) == (8, 4, 2)
-    assert counts["screened"] == counts["pending"] == 2
+    found = (counts["identified"], counts["duplicates_in_library"], counts["duplicates_earlier_candidates"])
+    assert found == (9, 4, 2)
+    assert counts["screened"] == counts["pending"] == 3
 
 
 def test_faults_mid_pagination_are_retried(library: str, crossref: FakeSearch) -> None:

@@ -9,9 +9,9 @@ the same window, and works already seen are not stored twice.
 
 What a page's work becomes, in this order:
 1. seen by this search before: nothing (not counted again);
-2. a study of the library (by DOI, then the importer's title / first author / year matcher): recorded as
-   a duplicate of it;
-3. a candidate already (found by another search, or decided before): recorded as a duplicate of it;
+2. a study of the library (by DOI, then the importer's title / first author / year matcher, which only
+   meets studies without a DOI): recorded as a duplicate of it;
+3. a candidate already, by DOI (found by another search, or decided before): recorded as a duplicate;
 4. otherwise a new pending candidate, with Crossref's record (and its retraction status).
 The run takes the `Database` and commits page by page, like `enrich --all`.
 """
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from evidence.crossref import CrossrefClient, CrossrefWork, CursorRejected, stops_the_run
@@ -86,22 +86,14 @@ class SearchRun:
         return text
 
 
-@dataclass
-class _Index:
-    """The library's and the candidates' identities, for the title / author / year matcher."""
-
-    index: DuplicateIndex = field(default_factory=DuplicateIndex)
-
-    @classmethod
-    def build(cls, session: Session) -> _Index:
-        built = cls()
-        for study_id, _citekey, rec in library_records(session):
-            built.index.add(Identity.of(f"study:{study_id}", rec))
-        for cid, doi, title, family, year in session.execute(
-            select(Candidate.id, Candidate.doi, Candidate.title, Candidate.first_author, Candidate.year)
-        ):
-            built.index.add(Identity.of(f"candidate:{cid}", _rec(doi, title, family, year)))
-        return built
+def _library_index(session: Session) -> DuplicateIndex:
+    """The library's identities for the importer's title / first author / year matcher. Candidates are
+    not in it: every Crossref work has a DOI, and two works with different DOIs are never matched by title
+    (the importer's rule: a wrong merge loses a study), so a candidate is a duplicate by its DOI only."""
+    index = DuplicateIndex()
+    for study_id, _citekey, rec in library_records(session):
+        index.add(Identity.of(f"study:{study_id}", rec))
+    return index
 
 
 def _rec(doi: str | None, title: str | None, family: str | None, year: int | None) -> dict[str, Any]:
@@ -115,12 +107,6 @@ def _first_family(work: CrossrefWork) -> str | None:
     return first.family or first.name
 
 
-@dataclass
-class _PageResult:
-    counts: dict[str, int]
-    added: list[Identity]
-
-
 def _store_page(
     session: Session,
     search_id: int,
@@ -129,8 +115,8 @@ def _store_page(
     next_cursor: str | None,
     run_from: str | None,
     run_started_at: datetime,
-    index: _Index,
-) -> _PageResult:
+    index: DuplicateIndex,
+) -> dict[str, int]:
     search = session.get(WatchSearch, search_id)
     if search is None:
         raise CrossrefError("the saved search was removed while it ran")
@@ -145,62 +131,71 @@ def _store_page(
     candidates = dict(
         session.execute(select(Candidate.doi, Candidate.id).where(Candidate.doi.in_(dois))).all()
     )
-    page_index = DuplicateIndex()  # this page's new candidates (the shared index learns them on commit)
-    added: list[Identity] = []
     now = utcnow()
+    new_rows: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     for work in works:
         doi = work.doi
         if doi in seen:
             counts["seen_before"] += 1
             continue
         seen.add(doi)
-        record = WatchRecord(search_id=search_id, doi=doi, seen_at=now)
         fields = work_fields(work)
         family = _first_family(work)
-        identity = Identity.of(f"doi:{doi}", _rec(doi, fields["title"], family, fields["year"]))
-        match = None
         if doi not in in_library and doi not in candidates and fields["title"]:
-            match = index.index.match(identity)[0] or page_index.match(identity)[0]
-        if doi in in_library or (match or "").startswith("study:"):
-            record.outcome = "in-library"
-            record.study_id = in_library.get(doi) or int(str(match).split(":")[1])
+            matched = index.match(
+                Identity.of(f"doi:{doi}", _rec(doi, fields["title"], family, fields["year"]))
+            )[0]
+            if matched:
+                in_library[doi] = int(matched.split(":", 1)[1])
+        record: dict[str, Any] = {"search_id": search_id, "doi": doi, "seen_at": now, "study_id": None,
+                                  "candidate_id": None}  # fmt: skip
+        if doi in in_library:
+            record["outcome"] = "in-library"
+            record["study_id"] = in_library[doi]
             counts["in_library"] += 1
-        elif doi in candidates or (match or "").startswith("candidate:"):
-            record.outcome = "earlier-candidate"
-            record.candidate_id = candidates.get(doi) or int(str(match).split(":")[1])
+        elif doi in candidates:
+            record["outcome"] = "earlier-candidate"
+            record["candidate_id"] = candidates[doi]
             counts["earlier_candidates"] += 1
         else:
-            candidate = Candidate(
-                doi=doi,
-                search_id=search_id,
-                title=fields["title"] or f"(no title: {doi})",
-                first_author=family,
-                year=fields["year"],
-                journal=fields["journal"],
-                abstract=fields["abstract"],
-                work_type=work.type,
-                status=work.status,
-                message=dict(work.raw),
-                found_at=now,
+            new_rows.append(
+                {
+                    "doi": doi,
+                    "search_id": search_id,
+                    "title": fields["title"] or f"(no title: {doi})",
+                    "first_author": family,
+                    "year": fields["year"],
+                    "journal": fields["journal"],
+                    "abstract": fields["abstract"],
+                    "work_type": work.type,
+                    "status": work.status,
+                    "message": dict(work.raw),
+                    "found_at": now,
+                    "state": "pending",
+                }
             )
-            session.add(candidate)
-            session.flush()
-            candidates[doi] = candidate.id
-            record.outcome = "candidate"
-            record.candidate_id = candidate.id
+            record["outcome"] = "candidate"
             counts["new"] += 1
             counts["retracted"] += work.status == "retracted"
-            new_identity = Identity.of(
-                f"candidate:{candidate.id}", _rec(doi, fields["title"], family, fields["year"])
-            )
-            page_index.add(new_identity)
-            added.append(new_identity)
-        session.add(record)
+        records.append(record)
+    # One INSERT ... RETURNING for the page's candidates and one INSERT for its records, not a flush each.
+    ids_by_doi: dict[str, int] = {}
+    if new_rows:
+        returned = session.execute(
+            insert(Candidate).returning(Candidate.id, Candidate.doi, sort_by_parameter_order=True), new_rows
+        )
+        ids_by_doi = {doi: cid for cid, doi in returned}
+    for record in records:
+        if record["outcome"] == "candidate":
+            record["candidate_id"] = ids_by_doi[record["doi"]]
+    if records:
+        session.execute(insert(WatchRecord), records)
     search.cursor = next_cursor
     search.run_from = run_from
     search.run_started_at = run_started_at
     session.flush()
-    return _PageResult(counts, added)
+    return counts
 
 
 def _finish(session: Session, search_id: int, *, complete: bool, next_from: str | None) -> None:
@@ -235,7 +230,7 @@ def run_search(
         cursor, run_from, started = search.cursor, search.run_from, search.run_started_at
         if cursor is None:
             run_from, started = search.next_from, utcnow()
-        index = _Index.build(session)
+        index = _library_index(session)
     assert started is not None
     run = SearchRun(search.name, resumed=cursor is not None)
     sent_before = client.requests_sent
@@ -260,7 +255,7 @@ def _walk(
     cursor: str,
     run_from: str | None,
     started: datetime,
-    index: _Index,
+    index: DuplicateIndex,
     max_works: int,
     rows: int,
     on_page: OnPage | None,
@@ -290,7 +285,7 @@ def _walk(
         last = not page.works or page.next_cursor is None or len(page.works) + page.skipped < wanted
         if page.works or page.skipped:
 
-            def store(session: Session, page: Any = page, last: bool = last) -> _PageResult:
+            def store(session: Session, page: Any = page, last: bool = last) -> dict[str, int]:
                 return _store_page(
                     session,
                     search_id,
@@ -301,10 +296,7 @@ def _walk(
                     index=index,
                 )
 
-            result = database.write(store)
-            for identity in result.added:
-                index.index.add(identity)
-            for key, value in result.counts.items():
+            for key, value in database.write(store).items():
                 setattr(run, key, getattr(run, key) + value)
             if on_page is not None:
                 on_page(run.name, run.works)

@@ -71,25 +71,33 @@ def resolve_candidate(session: Session, ref: str) -> Candidate:
     return found
 
 
-def _row(candidate: Candidate, search: str | None, *, preview: bool) -> dict[str, Any]:
-    abstract = candidate.abstract
+_LISTED = (
+    Candidate.id, Candidate.doi, Candidate.year, Candidate.journal, Candidate.first_author, Candidate.title,
+    Candidate.abstract, Candidate.status, Candidate.found_at, Candidate.state, Candidate.reason,
+    Candidate.decided_at, Candidate.study_id,
+)  # fmt: skip
+
+
+def _row(values: Any, search: str | None, *, preview: bool) -> dict[str, Any]:
+    """A listing row from a candidate (or a row of its `_LISTED` columns): never Crossref's whole record."""
+    abstract = values.abstract
     if preview and abstract and len(abstract) > ABSTRACT_PREVIEW:
         abstract = abstract[:ABSTRACT_PREVIEW].rsplit(" ", 1)[0] + " …"
     return {
-        "id": candidate.id,
-        "doi": candidate.doi,
-        "year": candidate.year,
-        "journal": candidate.journal,
-        "first_author": candidate.first_author,
-        "title": candidate.title,
+        "id": values.id,
+        "doi": values.doi,
+        "year": values.year,
+        "journal": values.journal,
+        "first_author": values.first_author,
+        "title": values.title,
         "abstract": abstract,
-        "status": candidate.status,
+        "status": values.status,
         "search": search,
-        "found": candidate.found_at.date().isoformat(),
-        "state": candidate.state,
-        "reason": candidate.reason,
-        "decided": candidate.decided_at.date().isoformat() if candidate.decided_at else None,
-        "study_id": candidate.study_id,
+        "found": values.found_at.date().isoformat(),
+        "state": values.state,
+        "reason": values.reason,
+        "decided": values.decided_at.date().isoformat() if values.decided_at else None,
+        "study_id": values.study_id,
     }
 
 
@@ -97,7 +105,7 @@ def pending(
     session: Session, *, searches: Sequence[str] = (), limit: int | None = None, preview: bool = True
 ) -> tuple[list[dict[str, Any]], int]:
     """The pending candidates, oldest first (at most `limit`), and how many are pending in all."""
-    stmt = select(Candidate, WatchSearch.name).outerjoin(WatchSearch, WatchSearch.id == Candidate.search_id)
+    stmt = select(*_LISTED, WatchSearch.name).outerjoin(WatchSearch, WatchSearch.id == Candidate.search_id)
     count = select(func.count()).select_from(Candidate)
     where = [Candidate.state == "pending"]
     if searches:
@@ -105,7 +113,7 @@ def pending(
     stmt = stmt.where(*where).order_by(Candidate.id)
     if limit is not None:
         stmt = stmt.limit(limit)
-    rows = [_row(c, name, preview=preview) for c, name in session.execute(stmt)]
+    rows = [_row(row, row.name, preview=preview) for row in session.execute(stmt)]
     return rows, int(session.scalar(count.where(*where)) or 0)
 
 
