@@ -316,3 +316,25 @@ def test_prisma_table_and_triage_listing_shapes(library: str, crossref: FakeSear
     csv_text = run("prisma", "--format", "csv").stdout.splitlines()
     assert csv_text[0] == "stage,detail,count"
     assert "identified,search iastm,80" in csv_text and "awaiting screening,pending,80" in csv_text
+
+
+def test_the_report_draws_the_prisma_flow(library: str, crossref: FakeSearch, tmp_path: Any) -> None:
+    from tests.test_report import Page
+
+    plain = tmp_path / "plain.html"
+    run("report", "-o", str(plain))
+    assert "PRISMA" not in plain.read_text(encoding="utf-8")  # no saved search: no flow diagram
+    crossref.works = [search_work(n) for n in range(1, 6)]
+    run("watch", "add", "iastm", "--query", QUERY)
+    run("watch", "run")
+    run("triage", "include", "1", "--claim", "pain-modulation", "--stance", "mixed")
+    run("triage", "exclude", "2", "--reason", "not-iastm")
+    target = tmp_path / "report.html"
+    run("report", "-o", str(target))
+    page = Page(target.read_text(encoding="utf-8"))
+    counts = prisma()
+    boxes = [int(str(a["data-count"])) for _, a in page.tags if "data-count" in a]
+    expected = ["identified", "duplicates", "screened", "excluded", "included", "pending"]
+    assert boxes == [counts[k] for k in expected] == [5, 0, 5, 1, 1, 3]
+    text = " ".join(page.text)
+    assert "not-iastm (n = 1)" in text and "search iastm (n = 5)" in text

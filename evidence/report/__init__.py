@@ -113,7 +113,16 @@ def make_report(
     citations = dict(zip((s["id"] for s in ordered), render_entries(ordered, style, "html"), strict=True))
     for entry in report.entries():
         entry.citation = citations[entry.study["id"]]
+    report.prisma = _prisma(session)
     return report
+
+
+def _prisma(session: Session) -> dict[str, Any] | None:
+    """The saved searches' PRISMA counts for the flow diagram, when the library has saved searches."""
+    from evidence.watch.prisma import prisma_counts
+
+    counts = prisma_counts(session)
+    return counts if counts["searches"] else None
 
 
 # --- HTML ------------------------------------------------------------------------------------------------

@@ -162,6 +162,7 @@ class Report:
     studies: list[dict[str, Any]]  # the selection, in find's order
     sections: list[Section]
     unlinked: list[Entry]  # selected studies linked to no claim shown
+    prisma: dict[str, Any] | None = None  # the saved searches' PRISMA counts (evidence.watch.prisma)
 
     @property
     def claims(self) -> list[ClaimSection]:
