@@ -149,3 +149,14 @@ def _str_value(values: Mapping[str, object], key: str, home: Path) -> str | None
     if not isinstance(value, str):
         raise ConfigError(f"{home / 'config.toml'}: {key} must be a string, not {value!r}")
     return value
+
+
+PIPED_WIDTH = 80  # a table's width when stdout is not a terminal and $COLUMNS does not say
+
+
+def output_width(environ: Mapping[str, str] | None = None) -> int:
+    """How wide a table may be when stdout is not a terminal: ``$COLUMNS`` when it is a positive whole
+    number (as the shell exports it), else 80. On a terminal rich asks the terminal itself."""
+    env = os.environ if environ is None else environ
+    raw = env.get("COLUMNS", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else PIPED_WIDTH
