@@ -44,7 +44,38 @@ class EvidenceGroup(click.Group):
     """Turns every failure a user can cause into one `Error: ...` line and exit 1: our own errors, and
     the file-system and database errors below them. A traceback only with --debug."""
 
+    _argv: tuple[str, ...] = ()
+
+    def main(self, args: Any = None, *rest: Any, **options: Any) -> Any:
+        self._argv = tuple(str(a) for a in (sys.argv[1:] if args is None else args))
+        return super().main(args, *rest, **options)
+
+    def make_context(self, *args: Any, **options: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **options)
+        except click.ClickException as exc:
+            self._clip(exc)
+            raise
+
+    def _clip(self, exc: click.ClickException) -> None:
+        """An error quotes at most the first 80 characters of a value the user gave (click's own messages
+        quote a bad value whole)."""
+        from evidence.errors import QUOTE_LIMIT, clipped, quoted
+
+        values = {v for a in self._argv for v in (a, a.partition("=")[2]) if len(v) > QUOTE_LIMIT}
+        message = exc.message
+        for value in sorted(values, key=len, reverse=True):
+            message = message.replace(repr(value), quoted(value)).replace(value, clipped(value))
+        vars(exc)["message"] = message  # click declares it Final; the exception is ours to reword
+
     def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return self._invoke(ctx)
+        except click.ClickException as exc:
+            self._clip(exc)
+            raise
+
+    def _invoke(self, ctx: click.Context) -> Any:
         debug = bool(ctx.find_root().params.get("debug"))
         try:
             return super().invoke(ctx)

@@ -17,7 +17,7 @@ from sqlalchemy import Float, Integer, Select, Table, and_, column, exists, fals
 from sqlalchemy.orm import Session
 
 from evidence import vocab
-from evidence.errors import InvalidValue
+from evidence.errors import InvalidValue, quoted
 from evidence.records import (
     check_claim,
     check_design,
@@ -153,8 +153,7 @@ def parse_search(text_query: str) -> list[list[SearchTerm]]:
         if lowered:
             alternatives[-1].append(SearchTerm(tuple(lowered), negated))
     if not has_words:
-        shown = text_query if len(text_query) <= 60 else text_query[:57] + "..."
-        raise InvalidValue(f"--text {shown!r} has no words to search for")
+        raise InvalidValue(f"--text {quoted(text_query)} has no words to search for")
     return [terms for terms in alternatives if any(not term.negated for term in terms)]
 
 
@@ -302,7 +301,7 @@ def find_ids(
 ) -> list[int]:
     """Ids of the studies matching ``filters``, in display order."""
     if sort is not None and sort not in SORTS:
-        raise InvalidValue(f"unknown sort {sort!r}; valid: {', '.join(SORTS)}")
+        raise InvalidValue(f"unknown sort {quoted(sort)}; valid: {', '.join(SORTS)}")
     f = filters.validated()
     chosen = sort or ("relevance" if f.text else "level")
     if chosen == "relevance" and not f.text:
@@ -531,7 +530,7 @@ def summary_rows(session: Session, by: str = "design") -> list[dict[str, Any]]:
 
     columns = {"design": Study.design, "level": Study.level, "population": Study.population}
     if by not in columns:
-        raise InvalidValue(f"unknown summary axis {by!r}; valid: {', '.join(columns)}")
+        raise InvalidValue(f"unknown summary axis {quoted(by)}; valid: {', '.join(columns)}")
     stmt = (
         select(
             Mechanism.name.label("mechanism"),

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from evidence.errors import InvalidValue
+from evidence.errors import InvalidValue, quoted
 
 FORMATS = ("table", "csv", "json", "ndjson")
 
@@ -56,7 +56,7 @@ def select_columns(
         return available
     unknown = [c for c in columns if c not in available]
     if unknown:
-        raise InvalidValue(f"unknown column {unknown[0]!r}; available: {', '.join(available)}")
+        raise InvalidValue(f"unknown column {quoted(unknown[0])}; available: {', '.join(available)}")
     return list(columns)
 
 
@@ -117,7 +117,7 @@ def write_rows(
     have, so that an empty result still gets a CSV header and its --columns checked. A table leaves out
     the columns none of the rows has a value in, unless ``columns`` names them or ``wide``."""
     if fmt not in FORMATS:
-        raise InvalidValue(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+        raise InvalidValue(f"unknown format {quoted(fmt)}; valid: {', '.join(FORMATS)}")
     if columns and fields:
         select_columns([], columns, fields)
     if fmt == "json":
@@ -152,7 +152,7 @@ def _pick(row: dict[str, Any], columns: Sequence[str] | None) -> dict[str, Any]:
         return row
     missing = [c for c in columns if c not in row]
     if missing:
-        raise InvalidValue(f"unknown column {missing[0]!r}; available: {', '.join(row)}")
+        raise InvalidValue(f"unknown column {quoted(missing[0])}; available: {', '.join(row)}")
     return {c: row[c] for c in columns}
 
 

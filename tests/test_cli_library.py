@@ -216,7 +216,7 @@ def test_show_text_and_json(empty_library: str) -> None:
     text = run("show", "doe2020instrumentassisted").stdout
     assert "Randomised controlled trial; OCEBM level 2" in text
     assert "SUPPORTS" in text and "mechanoreceptor-rom" in text
-    assert "NOT verified" in text
+    assert "not verified" in text
     shown = run_json("show", "12345678")
     for field in (
         "id",

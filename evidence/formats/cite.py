@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection, Iterable
 from functools import lru_cache
 from typing import Any
 
-from evidence.errors import ExportError
+from evidence.errors import ExportError, quoted
 from evidence.formats.common import StudyRow, status_label
 from evidence.formats.csljson import to_csl_item
 from evidence.naming import CitekeyAllocator
@@ -69,13 +69,15 @@ def _style(name: str) -> Any:
 
     try:
         path = get_style_filepath(STYLE_ALIASES.get(name, name))
-    except (StyleNotFoundError, StyleDependencyError):
+    except (StyleNotFoundError, StyleDependencyError, OSError):  # OSError: a name too long for a file
         raise ExportError(
-            f"unknown citation style {name!r} (list them with `evidence cite --list-styles`)"
+            f"unknown citation style {quoted(name)} (list them with `evidence cite --list-styles`)"
         ) from None
     style = CitationStylesStyle(path, validate=False)
     if not style.has_bibliography():
-        raise ExportError(f"style {name!r} has no bibliography layout (it only formats in-text citations)")
+        raise ExportError(
+            f"style {quoted(name)} has no bibliography layout (it only formats in-text citations)"
+        )
     return style
 
 
@@ -130,7 +132,7 @@ def _formatter(fmt: str) -> Any:
         return formatter.html
     if fmt == "markdown":
         return _Markdown
-    raise ExportError(f"unknown bibliography format {fmt!r}; valid: {', '.join(FORMATS)}")
+    raise ExportError(f"unknown bibliography format {quoted(fmt)}; valid: {', '.join(FORMATS)}")
 
 
 @lru_cache(maxsize=1)
