@@ -126,4 +126,7 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
         lines.append(
             f"{'Source:':<12}{study['source']}" + (f" ({study['seed_key']})" if study.get("seed_key") else "")
         )
+    # Where the verified facts were seen: what a verification state rests on.
+    for n, url in enumerate(study.get("source_urls") or []):
+        lines.append(f"{'Seen at:' if n == 0 else '':<12}{url}")
     return "\n".join(lines)

@@ -94,3 +94,27 @@ def test_an_imported_value_is_quoted_short_too(tmp_path: Path) -> None:
     bib.write_text(f"@article{{a, title={{t}}, year={{{LONG}}}}}\n", encoding="utf-8")
     result = run("import", str(bib), "--dry-run", expect=1)
     assert result.stderr.count("\n") == 1 and len(result.stderr) < 300
+
+
+@pytest.mark.parametrize(
+    ("key", "unseen"),
+    [
+        # The reference's record: "Gunn, L J [full author list not seen]"; year, volume, issue and pages
+        # empty; only the DOI verified, on the publisher's page.
+        ("gunn2019instrument", ("volume", "issue", "pages", "article_number")),
+        # "Blanchette, M A; Normand, M C [UNVERIFIED]", journal "[UNVERIFIED]"; no volume, pages, DOI, PMID.
+        ("blanchette2011augmented", ("volume", "issue", "pages", "article_number", "doi", "pmid")),
+    ],
+)
+def test_seed_gaps_are_left_empty_and_marked_not_verified(key: str, unseen: tuple[str, ...]) -> None:
+    shown = json.loads(run("show", key, "--format", "json").stdout)
+    assert all(shown[field] is None for field in unseen)
+    assert shown["verification"]["authors"] == "unverified"
+    assert shown["verification"]["bibliographic"] == "unverified"
+    assert shown["source_urls"]
+    text = run("show", key).stdout
+    not_verified = f"[{vocab.VERIFICATION_WORDS['unverified']}]"
+    assert next(line for line in text.splitlines() if line.startswith("Authors:")).endswith(not_verified)
+    assert next(line for line in text.splitlines() if line.startswith("Published:")).endswith(not_verified)
+    assert f"Seen at:    {shown['source_urls'][0]}" in text
+    assert "not verified" in shown["notes"] and "not found" in shown["notes"]
