@@ -105,7 +105,7 @@ def _floors(column: str, header: dict[str, str], cells: dict[str, list[str]]) ->
     head = narrowest([header[column]])
     longest_piece = max(head, narrowest(cells[column]))
     if column in CUT_COLUMNS or column in PROSE_COLUMNS:
-        least = max(head, min(natural, CUT_MIN) if column in CUT_COLUMNS else min(longest_piece, PROSE_MIN))
+        least = max(head, min(natural, CUT_MIN if column in CUT_COLUMNS else PROSE_MIN))
         soft = max(least, min(natural, COMFORTABLE))
         return natural, soft, least, least
     if column in IDENTIFIER_COLUMNS:
