@@ -238,7 +238,6 @@ def emit_rows(
             title=title,
             fields=list(fields) if fields else None,
             wide=bool(click.get_current_context().meta.get("evidence.wide")),
-            on_note=lambda note: click.echo(note, err=True),
         )
     if not count and fmt == "table":
         click.echo(empty, err=True)

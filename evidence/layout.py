@@ -91,10 +91,14 @@ def plan_columns(
                 return Plan(kept, widths, gap, left_out)
         prose = [c for c in kept if c in PROSE_COLUMNS]
         if not prose or len(kept) == 1:
-            # Nothing more can go: the narrowest layout, wider than asked (only a very narrow terminal).
-            return Plan(kept, [_floors(c, header, cells)[3] for c in kept], 1, left_out)
+            break
         kept.remove(prose[-1])
         left_out.append(prose[-1])
+    widths = _shrink(kept, header, cells, width - (len(kept) - 1), 3)
+    if widths is None:
+        # The narrowest layout, wider than asked (only a very narrow terminal).
+        widths = [_floors(c, header, cells)[3] for c in kept]
+    return Plan(kept, widths, 1, left_out)
 
 
 def _floors(column: str, header: dict[str, str], cells: dict[str, list[str]]) -> tuple[int, int, int, int]:
@@ -118,17 +122,22 @@ def _shrink(
 ) -> list[int] | None:
     """Widths within `room`, or None. Stage 0: natural widths only; 1: the title and prose down to
     `COMFORTABLE`, words folded down to their longest piece; 2: the title and prose down to their
-    minimum, then identifiers folded between pieces, then inside one."""
+    minimum; 3: identifiers folded between pieces, then inside one."""
     floors = [_floors(c, header, cells) for c in columns]
     widths = [f[0] for f in floors]
 
     def reduce(indexes: list[int], level: int) -> None:
-        # Take one cell at a time from the column furthest above its floor.
+        # Take one cell at a time from the column furthest above its floor; when identifiers fold (level
+        # 2 and 3), from the one with the longest text first, so that a list of notices folds before
+        # the DOI beside it does.
         while sum(widths) > room:
             candidates = [i for i in indexes if widths[i] > floors[i][level]]
             if not candidates:
                 return
-            widest = max(candidates, key=lambda i: (widths[i] - floors[i][level], widths[i]))
+            if level >= 2:
+                widest = max(candidates, key=lambda i: (floors[i][0], widths[i]))
+            else:
+                widest = max(candidates, key=lambda i: (widths[i] - floors[i][level], widths[i]))
             widths[widest] -= 1
 
     every = list(range(len(columns)))
@@ -138,6 +147,7 @@ def _shrink(
         reduce(every, 1)
     if stage >= 2:
         reduce(flexible, 3)
+    if stage >= 3:
         reduce(every, 2)
         reduce(every, 3)
     return widths if sum(widths) <= room else None

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -111,7 +111,6 @@ def write_rows(
     title: str | None = None,
     fields: Sequence[str] | None = None,
     wide: bool = False,
-    on_note: Callable[[str], None] | None = None,
 ) -> int:
     """Write rows in ``fmt``; returns how many were written. ``fields`` names the columns a row would
     have, so that an empty result still gets a CSV header and its --columns checked. A table leaves out
@@ -143,7 +142,7 @@ def write_rows(
     )
     if not columns and not wide:
         names = [n for n in names if any(flat_value(n, row.get(n)) for row in materialised)] or names
-    write_table(materialised, names, out, title=title, wide=wide, on_note=on_note)
+    write_table(materialised, names, out, title=title, wide=wide)
     return len(materialised)
 
 
@@ -175,11 +174,10 @@ def write_table(
     title: str | None = None,
     *,
     wide: bool = False,
-    on_note: Callable[[str], None] | None = None,
 ) -> None:
     """A rich table of `rows`. It fits the terminal (rich's width on a terminal, else `$COLUMNS`, else 80):
-    see `evidence.layout` for how columns fold and titles are cut. `wide`: the full layout, every cell
-    whole (200 cells wide when not on a terminal). `on_note` hears which columns did not fit."""
+    see `evidence.layout` for how columns fold and titles are cut; a column that had to be left out is
+    named under the table. `wide`: the full layout, every cell whole (200 cells wide off a terminal)."""
     from rich.console import Console
 
     if (
@@ -196,9 +194,7 @@ def write_table(
     console = Console(file=out, width=width, highlight=False, markup=False, emoji=False, soft_wrap=False)
     cells = {name: [_cell(name, row) for row in rows] for name in columns}
     table = (
-        _wide_table(columns, cells, title)
-        if wide
-        else _fitted_table(columns, cells, title, console.width, on_note)
+        _wide_table(columns, cells, title) if wide else _fitted_table(columns, cells, title, console.width)
     )
     console.print(table)
 
@@ -226,27 +222,22 @@ def _wide_table(columns: Sequence[str], cells: dict[str, list[str]], title: str 
 _RULED_HEAD = "    \n    \n \u2500  \n    \n    \n    \n    \n    \n"
 
 
-def _fitted_table(
-    columns: Sequence[str],
-    cells: dict[str, list[str]],
-    title: str | None,
-    width: int,
-    on_note: Callable[[str], None] | None,
-) -> Any:
+def _fitted_table(columns: Sequence[str], cells: dict[str, list[str]], title: str | None, width: int) -> Any:
     from rich.box import Box
     from rich.table import Table
 
     from evidence.layout import fit_cell, plan_columns
 
     plan = plan_columns(columns, {name: name for name in columns}, cells, width)
-    if plan.left_out and on_note is not None:
+    caption = None
+    if plan.left_out:
+        # Under the table, not on stderr: it belongs to what is shown (and stderr keeps one-line errors).
         noun = "column" if len(plan.left_out) == 1 else "columns"
-        on_note(
-            f"left out the {', '.join(plan.left_out)} {noun} to fit {width} columns "
-            "(--wide or --columns to show it)"
-        )
+        caption = f"{', '.join(plan.left_out)} {noun} left out to fit {width} columns: --wide shows all"
     table = Table(
         title=title,
+        caption=caption,
+        caption_justify="left",
         box=Box(_RULED_HEAD),
         show_edge=False,
         pad_edge=False,
