@@ -2,36 +2,38 @@
 Vancouver and APA, against golden files in tests/golden/ that were read entry by entry against the
 manuals. The cases the manuals settle, and where each is in the files:
 
-AMA Manual of Style, 11th ed. (american-medical-association):
-* more than six authors: the first three, then "et al" (3.5.2): lauche2012randomized, langevin2011reduced
+AMA Manual of Style, 11th ed., ch. 3, References (american-medical-association):
+* more than six authors: the first three, then "et al": lauche2012randomized, langevin2011reduced
   "Langevin HM, Fox JR, Koptiuch C, et al."; six or fewer all listed: burke2007pilot (six).
-* organisation as author: its name as given, not inverted (3.5.4): the added "IASTM Evidence Working Group".
-* article number (eLocator) in place of pages (3.11.8): langevin2011reduced "2011;12:203",
+* organisation as author: its name as given, not inverted: the added "IASTM Evidence Working Group".
+* article number (eLocator) in place of pages: langevin2011reduced "2011;12:203",
   sevier2015astym "2015;3:e967".
-* issue without volume, for a journal numbered by issue (3.11.6): kwong2009bioluminescence
+* issue without volume, for a journal numbered by issue: kwong2009bioluminescence
   "2009;(30):1385"; jones2019instrument and syeda2021immediate keep "(3):193-200" / "(1):1-7" (their
   volume was never seen: the seed marks it).
-* supplement: "suppl" and its number in the issue position (3.11.7): loghmani2021soft "2021;(suppl 1):506-514"
+* supplement: "suppl" and its number in the issue position: loghmani2021soft "2021;(suppl 1):506-514"
   (was the raw "Supplement_1").
-* neither volume nor pages, with a DOI: "Published online YEAR. doi:" (3.11.9, articles cited before
-  their issue): tang2024effectiveness (was "2024;(1)."), gunn2019instrument, yana2025acute.
+* neither volume nor pages, with a DOI: "Published online YEAR. doi:" (the form for an article cited
+  before its issue): tang2024effectiveness (was "2024;(1)."), gunn2019instrument, yana2025acute.
 * neither volume nor pages nor DOI: the year alone, never "Published online" (we do not know it was):
   blanchette2011augmented "Journal of Manipulative and Physiological Therapeutics. 2011."
-* page ranges in full with a hyphen (3.11.8): bayliss2011treatment "127-134".
+* page ranges in full with a hyphen: bayliss2011treatment "127-134".
 Vancouver (ICMJE; NLM Citing Medicine, 2nd ed., ch. 1):
 * up to six authors, then "et al.": lauche2012randomized lists six and "et al."; burke2007pilot six.
 * organisation as author as given; article numbers in the pagination place ("2011;12:203"); issue without
   volume "2009;(30):1385"; supplement "2021;(Suppl 1):506-14"; missing volume and pages: the year alone.
 * page ranges with a hyphen, the last page shortened: "2011;19(3):127-34".
-APA Publication Manual, 7th ed.:
-* up to 20 authors all listed, "&" before the last (9.8): langevin2011reduced lists all ten.
-* organisation as author: "IASTM Evidence Working Group. (2020)." (9.11).
-* article number: "12, Article 203" (9.27) for every seed study whose locator is an article number.
-* supplement "(Suppl. 1)"; missing volume, issue or pages are left out (9.27): tang2024effectiveness ends
-  with the journal name and the DOI; page ranges with an en dash "127\u2013134" (9.27).
+APA Publication Manual, 7th ed., ch. 9 and 10, reference list and journal article examples:
+* up to 20 authors all listed, "&" before the last: langevin2011reduced lists all ten.
+* organisation as author: "IASTM Evidence Working Group. (2020).".
+* article number: "12, Article 203" for every seed study whose locator is an article number.
+* supplement "(Suppl. 1)"; missing volume, issue or pages are left out: tang2024effectiveness ends
+  with the journal name and the DOI; page ranges with an en dash "127\u2013134".
 
-The style corrections behind these (supplements, lone issues, AMA "Published online", the NLM hyphen)
-are in evidence/formats/cite.py; they change what goes into citeproc-py, never its output.
+Section numbers are left out on purpose: the rules were read in the manuals' chapters named above, and a
+number quoted from memory would be worse than none. The style corrections behind these (supplements,
+lone issues, AMA "Published online", the NLM hyphen, author-date order) are in evidence/formats/cite.py;
+they change what goes into citeproc-py, never its output.
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ def test_the_cases_the_manuals_settle() -> None:
     assert "Bouffard NA, et al." in vancouver
     assert "Triano, J. J., & Henry, S. M. (2011)." in apa
     assert "2011;19(3):127-34." in vancouver
+    # APA: same first author, compared name by name (Sung before Yim, Tobin before Warden), not as one string.
+    assert apa.index("Kim, J., Sung, D. J.") < apa.index("Kim, J., & Yim, J.")
+    assert apa.index("Loghmani, M. T., Tobin, C.") < apa.index("Loghmani, M. T., & Warden, S. J. (2009)")
     for text in (ama, vancouver):  # every study once, numbered 1..n
         numbers = [int(n) for n in re.findall(r"^(\d+)\. ", text, flags=re.MULTILINE)]
         assert numbers == list(range(1, 51))

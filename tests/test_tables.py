@@ -35,6 +35,8 @@ VOCABULARY = {
     *vocab.STANCES,
     *vocab.POPULATIONS,
     "unknown",
+    "likely",
+    "possible",
     *(c.name for c in vocab.CLAIMS),
     *(m.name for m in vocab.MECHANISMS),
 }
@@ -56,7 +58,12 @@ def run_json(*args: str) -> Any:
 def split_table(text: str) -> tuple[list[str], list[tuple[int, int]], list[str]]:
     """(header lines, column spans, body lines) of a fitted table: the rule under the header is one run
     of rule characters per column."""
-    lines = [line for line in text.splitlines() if "left out to fit" not in line]  # the caption
+    # Not the caption (a column left out) nor the table's title ("Possible duplicates").
+    lines = [
+        line
+        for line in text.splitlines()
+        if "left out to fit" not in line and line.strip() != "Possible duplicates"
+    ]
     index = next(i for i, line in enumerate(lines) if RULE in line and set(line) <= {RULE, " "})
     spans = [m.span() for m in re.finditer(f"{RULE}+", lines[index])]
     return lines[:index], spans, lines[index + 1 :]
@@ -110,6 +117,15 @@ def test_every_listing_fits_and_no_vocabulary_word_is_split(listing: tuple[str, 
         assert result.stderr.strip()
         return
     assert_fits(result.stdout, width, set(run_json(*listing)[0]) | {"levels"})
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_duplicates_listing_fits(width: int) -> None:
+    bove = next(s for s in run_json("find") if s["citekey"] == "bove2012visceral")
+    run("add", "--title", bove["title"] + ".", "--author", "Bove, G M", "--year", str(bove["year"]))
+    result = run("duplicates", columns=width)
+    assert "bove2012visceral" in result.stdout
+    assert_fits(result.stdout, width, set(run_json("duplicates")[0]))
 
 
 @pytest.mark.parametrize("width", WIDTHS)

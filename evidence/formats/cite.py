@@ -19,12 +19,12 @@ citeproc-py facts we work around (see ../shared/reference/formats.md):
   ICMJE samples) print a hyphen (`127-34`), so it is loaded with one (`_STYLE_PATCHES`).
 * Supplements: CSL 1.0.2 has `supplement-number`, which citeproc-py does not know (it drops the variable),
   and an issue written as Crossref has it ("Supplement_1") would be printed raw. So a supplement goes
-  into `issue` in the style's own words (AMA 11th ed. 3.11.4 "suppl 1"; NLM Citing Medicine ch. 1
+  into `issue` in the style's own words (AMA Manual, 11th ed., ch. 3 "suppl 1"; NLM Citing Medicine ch. 1
   "Suppl 1"; APA 7 "Suppl. 1"), see `_issue_for`.
 * An issue without a volume is cited only with a page or an article number (AMA's and NLM's form for a
   journal numbered by issue alone, "2009;(30):1385"): alone, "2024;(1)." locates nothing.
 * AMA prints "Published online YEAR" for an article with neither volume nor issue; that is the AMA 11th
-  ed. (3.11.9) form for an article published online ahead of print, cited by its DOI. For a study with
+  ed. form for an article published online ahead of print, cited by its DOI. For a study with
   no DOI or URL (the volume and pages were never seen) it would claim what we do not know, so the AMA
   style is loaded with that branch narrowed to articles with a DOI or URL (`_STYLE_PATCHES`); the others
   get the year alone.
@@ -281,8 +281,9 @@ def _render_entries(studies: list[StudyRow], style: str, fmt: str) -> list[tuple
     by_author = _sorts_by_author(csl_style)
     if by_author:
         # citeproc-py compares the rendered author list as one string, so "Kim, J., & Yim, J." sorted
-        # before "Kim, J., Sung, D. J., & Lee, J."; the styles (APA 7 9.46) compare name by name, a
-        # shorter list first, then the year and the title. The items go in in that order, unsorted.
+        # before "Kim, J., Sung, D. J., & Lee, J."; the styles (APA 7, order of works in the reference
+        # list) compare name by name, a shorter list first, then the year and the title. The items go in
+        # in that order, unsorted.
         items.sort(key=lambda item: _author_order(item))
     for item in items:
         bibliography.register(Citation([CitationItem(item["id"])]))
