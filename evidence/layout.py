@@ -82,11 +82,12 @@ def plan_columns(
     folded (the one furthest above its floor first) down to their longest piece; then the title and prose
     down to their minimum too. When even that does not fit, prose columns are left out,
     the last first, and the whole search starts again."""
+    floors = {c: _floors(c, header, cells) for c in columns}  # once: each look is over every cell
     kept = list(columns)
     left_out: list[str] = []
     while True:
         for gap, stage in ((2, 0), (1, 0), (1, 1), (1, 2)):
-            widths = _shrink(kept, header, cells, width - gap * (len(kept) - 1), stage)
+            widths = _shrink(kept, floors, width - gap * (len(kept) - 1), stage)
             if widths is not None:
                 return Plan(kept, widths, gap, left_out)
         prose = [c for c in kept if c in PROSE_COLUMNS]
@@ -94,10 +95,10 @@ def plan_columns(
             break
         kept.remove(prose[-1])
         left_out.append(prose[-1])
-    widths = _shrink(kept, header, cells, width - (len(kept) - 1), 3)
+    widths = _shrink(kept, floors, width - (len(kept) - 1), 3)
     if widths is None:
         # The narrowest layout, wider than asked (only a very narrow terminal).
-        widths = [_floors(c, header, cells)[3] for c in kept]
+        widths = [floors[c][3] for c in kept]
     return Plan(kept, widths, 1, left_out)
 
 
@@ -118,12 +119,12 @@ def _floors(column: str, header: dict[str, str], cells: dict[str, list[str]]) ->
 
 
 def _shrink(
-    columns: list[str], header: dict[str, str], cells: dict[str, list[str]], room: int, stage: int
+    columns: list[str], all_floors: dict[str, tuple[int, int, int, int]], room: int, stage: int
 ) -> list[int] | None:
     """Widths within `room`, or None. Stage 0: natural widths only; 1: the title and prose down to
     `COMFORTABLE`, words folded down to their longest piece; 2: the title and prose down to their
     minimum; 3: identifiers folded between pieces, then inside one."""
-    floors = [_floors(c, header, cells) for c in columns]
+    floors = [all_floors[c] for c in columns]
     widths = [f[0] for f in floors]
 
     def reduce(indexes: list[int], level: int) -> None:
