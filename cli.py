@@ -44,7 +44,38 @@ class EvidenceGroup(click.Group):
     """Turns every failure a user can cause into one `Error: ...` line and exit 1: our own errors, and
     the file-system and database errors below them. A traceback only with --debug."""
 
+    _argv: tuple[str, ...] = ()
+
+    def main(self, args: Any = None, *rest: Any, **options: Any) -> Any:
+        self._argv = tuple(str(a) for a in (sys.argv[1:] if args is None else args))
+        return super().main(args, *rest, **options)
+
+    def make_context(self, *args: Any, **options: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **options)
+        except click.ClickException as exc:
+            self._clip(exc)
+            raise
+
+    def _clip(self, exc: click.ClickException) -> None:
+        """An error quotes at most the first 80 characters of a value the user gave (click's own messages
+        quote a bad value whole)."""
+        from evidence.errors import QUOTE_LIMIT, clipped, quoted
+
+        values = {v for a in self._argv for v in (a, a.partition("=")[2]) if len(v) > QUOTE_LIMIT}
+        message = exc.message
+        for value in sorted(values, key=len, reverse=True):
+            message = message.replace(repr(value), quoted(value)).replace(value, clipped(value))
+        vars(exc)["message"] = message  # click declares it Final; the exception is ours to reword
+
     def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return self._invoke(ctx)
+        except click.ClickException as exc:
+            self._clip(exc)
+            raise
+
+    def _invoke(self, ctx: click.Context) -> Any:
         debug = bool(ctx.find_root().params.get("debug"))
         try:
             return super().invoke(ctx)
@@ -149,7 +180,14 @@ STUDY_TABLE = ("id", "citekey", "year", "design", "level", "population", "pedro"
 
 
 def output_options(func: F) -> F:
-    """--format/--columns/-o shared by every listing command."""
+    """--format/--columns/--wide/-o shared by every listing command."""
+    func = click.option(
+        "--wide",
+        is_flag=True,
+        expose_value=False,
+        callback=lambda ctx, _param, value: ctx.meta.__setitem__("evidence.wide", value),
+        help="Table: the full layout, every cell whole, whatever the terminal's width.",
+    )(func)
     func = click.option(
         "-o",
         "--output",
@@ -199,6 +237,7 @@ def emit_rows(
             table_columns=list(table_columns) if table_columns else None,
             title=title,
             fields=list(fields) if fields else None,
+            wide=bool(click.get_current_context().meta.get("evidence.wide")),
         )
     if not count and fmt == "table":
         click.echo(empty, err=True)
@@ -747,6 +786,7 @@ def mechanisms(state: AppState, fmt: str, columns: str | None, output: str | Non
     """The three claimed mechanisms and how many studies point each way.
 
     A study counts once per mechanism; with claim links pointing different ways it counts as mixed.
+    human + animal + unknown (no population recorded) = studies.
 
     \b
     Examples:
@@ -771,6 +811,7 @@ def mechanisms(state: AppState, fmt: str, columns: str | None, output: str | Non
             "no-effect",
             "human",
             "animal",
+            "unknown",
             "description",
         ),
     )
@@ -783,8 +824,9 @@ def mechanisms(state: AppState, fmt: str, columns: str | None, output: str | Non
 def claims(state: AppState, mechanism: str | None, fmt: str, columns: str | None, output: str | None) -> None:
     """Per claim: studies that support / contradict / are mixed / show no effect, human vs animal, by level.
 
-    The table reads "supports 5 (h3 a2)": five supporting studies, three in humans, two in animals.
-    JSON and CSV carry the full split, including per OCEBM level.
+    The table reads "supports 5 (h3 a2)": five supporting studies, three in humans, two in animals;
+    "6 (h3 a2 u1)": one more with no population recorded (u = unknown), so the parts add up.
+    JSON and CSV carry the full split (human, animal, unknown), including per OCEBM level.
 
     \b
     Examples:
@@ -806,7 +848,9 @@ def claims(state: AppState, mechanism: str | None, fmt: str, columns: str | None
 def claim_table_row(row: dict[str, Any]) -> dict[str, Any]:
     out = {"claim": row["claim"], "mechanism": row["mechanism"], "studies": row["studies"]}
     for stance in vocab.STANCES:
-        out[stance] = f"{row[stance]} (h{row['human'][stance]} a{row['animal'][stance]})"
+        unknown = row["unknown"][stance]
+        parts = f"h{row['human'][stance]} a{row['animal'][stance]}" + (f" u{unknown}" if unknown else "")
+        out[stance] = f"{row[stance]} ({parts})"
     levels = [f"L{lv}:{sum(c.values())}" for lv, c in row["by_level"].items() if sum(c.values())]
     out["levels"] = " ".join(levels)
     return out
@@ -816,7 +860,7 @@ def claim_csv_row(row: dict[str, Any]) -> dict[str, Any]:
     out = {"claim": row["claim"], "mechanism": row["mechanism"], "studies": row["studies"]}
     for stance in vocab.STANCES:
         out[stance] = row[stance]
-        for group in ("human", "animal", "other"):
+        for group in ("human", "animal", "unknown"):
             out[f"{stance}_{group}"] = row[group][stance]
     for level, counts in row["by_level"].items():
         for stance in vocab.STANCES:
@@ -836,6 +880,9 @@ def claim_csv_row(row: dict[str, Any]) -> dict[str, Any]:
 @pass_state
 def summary(state: AppState, by: str, fmt: str, columns: str | None, output: str | None) -> None:
     """A pivot of the library: mechanism by design (or level, population), stance counts in each cell.
+
+    A study counts once per mechanism (as mixed when its links point different ways). By population, a
+    study with none recorded is counted under "unknown", so the rows of a mechanism add up to its studies.
 
     \b
     Examples:

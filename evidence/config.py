@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from evidence.errors import ConfigError
+from evidence.errors import ConfigError, quoted
 
 DEFAULT_CROSSREF_URL = "https://api.crossref.org"
 APP_NAME = "evidence"
@@ -119,7 +119,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     try:
         timeout = float(str(timeout_raw))
     except ValueError as exc:
-        raise ConfigError(f"crossref timeout must be a number of seconds, not {timeout_raw!r}") from exc
+        raise ConfigError(f"crossref timeout must be a number of seconds, not {quoted(timeout_raw)}") from exc
     if timeout <= 0:
         raise ConfigError(f"crossref timeout must be positive, not {timeout}")
 
@@ -147,5 +147,16 @@ def _str_value(values: Mapping[str, object], key: str, home: Path) -> str | None
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ConfigError(f"{home / 'config.toml'}: {key} must be a string, not {value!r}")
+        raise ConfigError(f"{home / 'config.toml'}: {key} must be a string, not {quoted(value)}")
     return value
+
+
+PIPED_WIDTH = 80  # a table's width when stdout is not a terminal and $COLUMNS does not say
+
+
+def output_width(environ: Mapping[str, str] | None = None) -> int:
+    """How wide a table may be when stdout is not a terminal: ``$COLUMNS`` when it is a positive whole
+    number (as the shell exports it), else 80. On a terminal rich asks the terminal itself."""
+    env = os.environ if environ is None else environ
+    raw = env.get("COLUMNS", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else PIPED_WIDTH

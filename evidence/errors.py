@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+QUOTE_LIMIT = 80  # an error quotes at most this many characters of a value
+
+
+def clipped(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """`text`, or its first `limit` characters and how long it was: an error never echoes a 100,000-character
+    argument back."""
+    return text if len(text) <= limit else f"{text[:limit]}\u2026 ({len(text):,} characters)"
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """A value as an error message quotes it: `repr` of at most its first `limit` characters."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    return f"{text[:limit]!r}\u2026 ({len(text):,} characters)"
+
 
 class EvidenceError(Exception):
     """Base of every error `evidence` reports to a user (the CLI turns it into `Error: ...`, exit 1)."""
@@ -26,7 +42,7 @@ class UnknownName(InvalidValue):
         self.kind = kind
         self.value = value
         self.valid = tuple(valid)
-        super().__init__(f"unknown {kind} {value!r}; valid: {', '.join(self.valid)}")
+        super().__init__(f"unknown {kind} {quoted(value)}; valid: {', '.join(self.valid)}")
 
 
 class RecordNotFound(EvidenceError):
@@ -34,7 +50,7 @@ class RecordNotFound(EvidenceError):
 
     def __init__(self, ref: str) -> None:
         self.ref = ref
-        super().__init__(f"no study matches {ref!r} (try an id, citekey, DOI or PMID)")
+        super().__init__(f"no study matches {quoted(ref)} (try an id, citekey, DOI or PMID)")
 
 
 class DuplicateRecord(EvidenceError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from evidence.errors import InvalidIdentifier
+from evidence.errors import InvalidIdentifier, quoted
 
 _DOI_PREFIXES = (
     "https://doi.org/",
@@ -33,7 +33,7 @@ def normalize_doi(value: str) -> str:
             break
     doi = text.strip().lower()
     if not _DOI_RE.match(doi):
-        raise InvalidIdentifier(f"not a DOI: {value!r} (expected 10.NNNN/suffix)")
+        raise InvalidIdentifier(f"not a DOI: {quoted(value)} (expected 10.NNNN/suffix)")
     return doi
 
 
@@ -51,7 +51,7 @@ def normalize_pmid(value: str | int) -> str:
     if text.lower().startswith("pmid:"):
         text = text[5:].strip()
     if not _PMID_RE.match(text) or int(text) == 0:
-        raise InvalidIdentifier(f"not a PMID: {value!r} (expected 1 to 9 digits)")
+        raise InvalidIdentifier(f"not a PMID: {quoted(value)} (expected 1 to 9 digits)")
     return str(int(text))
 
 
@@ -61,5 +61,5 @@ def normalize_pmcid(value: str) -> str:
     if text.isascii() and text.isdigit():
         text = "PMC" + text
     if not _PMCID_RE.match(text):
-        raise InvalidIdentifier(f"not a PMCID: {value!r} (expected PMC followed by digits)")
+        raise InvalidIdentifier(f"not a PMCID: {quoted(value)} (expected PMC followed by digits)")
     return text

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evidence import records, vocab
-from evidence.errors import EvidenceError, ImportFormatError, InvalidValue
+from evidence.errors import EvidenceError, ImportFormatError, InvalidValue, quoted
 from evidence.formats import check_import_format, read_stream
 from evidence.import_report import ImportOutcome, ImportReport, PossibleDuplicate
 from evidence.matching import DuplicateIndex, Identity, compare
@@ -100,7 +100,7 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
                 raise ImportFormatError(
                     path,
                     line,
-                    f"claim {name!r} has no stance: expected claim:{name}:STANCE with STANCE one of "
+                    f"claim {quoted(name)} has no stance: expected claim:{name}:STANCE with STANCE one of "
                     f"{', '.join(vocab.STANCES)}",
                 )
             if any(c["claim"] == name for c in clean["claims"]):
@@ -116,7 +116,7 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
         status = raw.get("status") or "ok"
         if status not in STATUSES:
             raise ImportFormatError(
-                path, line, f"unknown status {status!r}; expected one of {', '.join(STATUSES)}"
+                path, line, f"unknown status {quoted(status)}; expected one of {', '.join(STATUSES)}"
             )
         clean["status"] = status
         clean["updates"] = list(raw.get("updates") or [])

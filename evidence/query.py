@@ -17,7 +17,7 @@ from sqlalchemy import Float, Integer, Select, Table, and_, column, exists, fals
 from sqlalchemy.orm import Session
 
 from evidence import vocab
-from evidence.errors import InvalidValue
+from evidence.errors import InvalidValue, quoted
 from evidence.records import (
     check_claim,
     check_design,
@@ -153,8 +153,7 @@ def parse_search(text_query: str) -> list[list[SearchTerm]]:
         if lowered:
             alternatives[-1].append(SearchTerm(tuple(lowered), negated))
     if not has_words:
-        shown = text_query if len(text_query) <= 60 else text_query[:57] + "..."
-        raise InvalidValue(f"--text {shown!r} has no words to search for")
+        raise InvalidValue(f"--text {quoted(text_query)} has no words to search for")
     return [terms for terms in alternatives if any(not term.negated for term in terms)]
 
 
@@ -302,7 +301,7 @@ def find_ids(
 ) -> list[int]:
     """Ids of the studies matching ``filters``, in display order."""
     if sort is not None and sort not in SORTS:
-        raise InvalidValue(f"unknown sort {sort!r}; valid: {', '.join(SORTS)}")
+        raise InvalidValue(f"unknown sort {quoted(sort)}; valid: {', '.join(SORTS)}")
     f = filters.validated()
     chosen = sort or ("relevance" if f.text else "level")
     if chosen == "relevance" and not f.text:
@@ -423,8 +422,9 @@ def show_study(session: Session, ref: str) -> dict[str, Any]:
 
 
 def claim_evidence(session: Session, mechanism: str | None = None) -> list[dict[str, Any]]:
-    """Per claim: how many studies support / contradict / are mixed / show no effect, split by human vs
-    animal (and other), and by OCEBM level."""
+    """Per claim: how many studies support / contradict / are mixed / show no effect, split by population
+    (human, animal, and "unknown" for a study with none recorded, so the three add up to the count), and
+    by OCEBM level."""
     stmt = (
         select(
             Mechanism.name,
@@ -455,7 +455,7 @@ def claim_evidence(session: Session, mechanism: str | None = None) -> list[dict[
             **dict.fromkeys(vocab.STANCES, 0),
             "human": _stance_counts(),
             "animal": _stance_counts(),
-            "other": _stance_counts(),
+            UNKNOWN_POPULATION: _stance_counts(),
             "by_level": {str(level): _stance_counts() for level in range(1, 6)},
         }
     for _mech, claim, _label, stance, population, level, count in session.execute(stmt):
@@ -464,7 +464,7 @@ def claim_evidence(session: Session, mechanism: str | None = None) -> list[dict[
         entry = claims[claim]
         entry["studies"] += count
         entry[stance] += count
-        entry[population if population in ("human", "animal") else "other"][stance] += count
+        entry[population_bucket(population)][stance] += count
         if level is not None:
             entry["by_level"][str(level)][stance] += count
     return list(claims.values())
@@ -474,8 +474,19 @@ def _stance_counts() -> dict[str, int]:
     return dict.fromkeys(vocab.STANCES, 0)
 
 
+# The population bucket of a study with none recorded (or one outside the vocabulary): counted, and named,
+# so that human + animal + unknown is the total.
+UNKNOWN_POPULATION = "unknown"
+POPULATION_BUCKETS: tuple[str, ...] = (*vocab.POPULATIONS, UNKNOWN_POPULATION)
+
+
+def population_bucket(population: str | None) -> str:
+    return population if population in vocab.POPULATIONS else UNKNOWN_POPULATION
+
+
 def mechanism_evidence(session: Session) -> list[dict[str, Any]]:
-    """Per mechanism: its description, number of studies bearing on it, and stance counts."""
+    """Per mechanism: its description, number of studies bearing on it, stance counts, and the studies
+    by population (human, animal, unknown: they add up to ``studies``)."""
     rows: dict[str, dict[str, Any]] = {
         m.name: {
             "mechanism": m.name,
@@ -483,8 +494,7 @@ def mechanism_evidence(session: Session) -> list[dict[str, Any]]:
             "description": m.description,
             "studies": 0,
             **_stance_counts(),
-            "human": 0,
-            "animal": 0,
+            **dict.fromkeys(POPULATION_BUCKETS, 0),
         }
         for m in vocab.MECHANISMS
     }
@@ -505,9 +515,7 @@ def mechanism_evidence(session: Session) -> list[dict[str, Any]]:
         row = rows[mech]
         row["studies"] += 1
         row[overall] += 1
-        population = populations[study_id]
-        if population in ("human", "animal"):
-            row[population] += 1
+        row[population_bucket(populations[study_id])] += 1
     return list(rows.values())
 
 
@@ -522,7 +530,7 @@ def summary_rows(session: Session, by: str = "design") -> list[dict[str, Any]]:
 
     columns = {"design": Study.design, "level": Study.level, "population": Study.population}
     if by not in columns:
-        raise InvalidValue(f"unknown summary axis {by!r}; valid: {', '.join(columns)}")
+        raise InvalidValue(f"unknown summary axis {quoted(by)}; valid: {', '.join(columns)}")
     stmt = (
         select(
             Mechanism.name.label("mechanism"),
@@ -540,7 +548,7 @@ def summary_rows(session: Session, by: str = "design") -> list[dict[str, Any]]:
     )
     if frame.empty:
         return []
-    frame[by] = frame[by].map(lambda v: "unknown" if v is None else str(v))
+    frame[by] = frame[by].map(lambda v: UNKNOWN_POPULATION if v is None else str(v))
     # As in `mechanisms`: a study counts once per mechanism, as mixed when its links point different ways.
     frame = (
         frame.groupby(["mechanism", by, "study_id"])["stance"]

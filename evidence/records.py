@@ -14,7 +14,7 @@ from sqlalchemy import String, func, select
 from sqlalchemy.orm import Session
 
 from evidence import ids, vocab
-from evidence.errors import DuplicateRecord, InvalidValue, RecordNotFound, UnknownName
+from evidence.errors import DuplicateRecord, InvalidValue, RecordNotFound, UnknownName, quoted
 from evidence.naming import CitekeyAllocator, citekey_base, key_name
 from evidence.store.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
 
@@ -94,7 +94,9 @@ class AuthorName:
             family = _clean(value.get("family"))
             name = _clean(value.get("name") or value.get("literal"))
             if not family and not name:
-                raise InvalidValue(f"an author needs a family name or an organisation name: {dict(value)!r}")
+                raise InvalidValue(
+                    f"an author needs a family name or an organisation name: {quoted(dict(value))}"
+                )
             return cls(
                 family or None,
                 _clean(value.get("given")) or None,
@@ -107,7 +109,7 @@ class AuthorName:
         if "," in text:
             family, given = (part.strip() for part in text.split(",", 1))
             if not family:
-                raise InvalidValue(f'author {value!r} has no family name (write "Family, Given")')
+                raise InvalidValue(f'author {quoted(value)} has no family name (write "Family, Given")')
             return cls(family=family, given=given or None).checked()
         return cls(name=text)
 
@@ -169,7 +171,7 @@ def check_year(value: Any) -> int:
     try:
         year = int(str(value).strip())
     except ValueError:
-        raise InvalidValue(f"year must be a whole number, not {value!r}") from None
+        raise InvalidValue(f"year must be a whole number, not {quoted(value)}") from None
     if not MIN_YEAR <= year <= latest:
         raise InvalidValue(f"year {year} is out of range ({MIN_YEAR}-{latest})")
     return year
@@ -179,7 +181,7 @@ def check_pedro(value: Any) -> int:
     try:
         score = int(str(value).strip())
     except ValueError:
-        raise InvalidValue(f"PEDro score must be a whole number from 0 to 10, not {value!r}") from None
+        raise InvalidValue(f"PEDro score must be a whole number from 0 to 10, not {quoted(value)}") from None
     if not 0 <= score <= 10:
         raise InvalidValue(f"PEDro score must be from 0 to 10, not {score}")
     return score
@@ -189,7 +191,7 @@ def _check_int(field: str, value: Any, low: int, high: int) -> int:
     try:
         number = int(str(value).strip())
     except ValueError:
-        raise InvalidValue(f"{field} must be a whole number, not {value!r}") from None
+        raise InvalidValue(f"{field} must be a whole number, not {quoted(value)}") from None
     if not low <= number <= high:
         raise InvalidValue(f"{field} must be from {low} to {high}, not {number}")
     return number
@@ -204,7 +206,7 @@ def normalize_fields(
     out: dict[str, Any] = {}
     for key, value in fields.items():
         if key not in EDITABLE_FIELDS:
-            raise InvalidValue(f"unknown field {key!r}; editable fields: {', '.join(EDITABLE_FIELDS)}")
+            raise InvalidValue(f"unknown field {quoted(key)}; editable fields: {', '.join(EDITABLE_FIELDS)}")
         if isinstance(value, str):
             check_text(key, value)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -268,7 +270,7 @@ def check_citekey(value: str) -> str:
     key = value.strip()
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_:.\-]*", key):
         raise InvalidValue(
-            f"citekey {value!r} must start with a letter and use only letters, digits, _ : . -"
+            f"citekey {quoted(value)} must start with a letter and use only letters, digits, _ : . -"
         )
     limit = too_long("citekey", key)
     if limit is not None:
@@ -473,7 +475,7 @@ def remove_study(session: Session, study: Study) -> None:
 def normalize_tag(tag: str) -> str:
     cleaned = re.sub(r"\s+", "-", check_text("a tag", tag).strip().lower())
     if not cleaned or len(cleaned) > 64:
-        raise InvalidValue(f"a tag must be 1-64 characters, not {tag!r}")
+        raise InvalidValue(f"a tag must be 1-64 characters, not {quoted(tag)}")
     return cleaned
 
 

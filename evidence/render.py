@@ -16,12 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from evidence.errors import InvalidValue
+from evidence.errors import InvalidValue, quoted
 
 FORMATS = ("table", "csv", "json", "ndjson")
-
-# What a find/show table shows by default (a wide terminal gets the title in full).
-STUDY_TABLE_COLUMNS = ("id", "citekey", "year", "design", "level", "population", "pedro", "claims", "title")
 
 
 def author_display(author: dict[str, Any]) -> str:
@@ -59,7 +56,7 @@ def select_columns(
         return available
     unknown = [c for c in columns if c not in available]
     if unknown:
-        raise InvalidValue(f"unknown column {unknown[0]!r}; available: {', '.join(available)}")
+        raise InvalidValue(f"unknown column {quoted(unknown[0])}; available: {', '.join(available)}")
     return list(columns)
 
 
@@ -113,11 +110,13 @@ def write_rows(
     table_columns: Sequence[str] | None = None,
     title: str | None = None,
     fields: Sequence[str] | None = None,
+    wide: bool = False,
 ) -> int:
     """Write rows in ``fmt``; returns how many were written. ``fields`` names the columns a row would
-    have, so that an empty result still gets a CSV header and its --columns checked."""
+    have, so that an empty result still gets a CSV header and its --columns checked. A table leaves out
+    the columns none of the rows has a value in, unless ``columns`` names them or ``wide``."""
     if fmt not in FORMATS:
-        raise InvalidValue(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+        raise InvalidValue(f"unknown format {quoted(fmt)}; valid: {', '.join(FORMATS)}")
     if columns and fields:
         select_columns([], columns, fields)
     if fmt == "json":
@@ -141,7 +140,9 @@ def write_rows(
         columns or [c for c in (table_columns or ()) if not materialised or c in materialised[0]] or None,
         fields,
     )
-    write_table(materialised, names, out, title=title)
+    if not columns and not wide:
+        names = [n for n in names if any(flat_value(n, row.get(n)) for row in materialised)] or names
+    write_table(materialised, names, out, title=title, wide=wide)
     return len(materialised)
 
 
@@ -150,7 +151,7 @@ def _pick(row: dict[str, Any], columns: Sequence[str] | None) -> dict[str, Any]:
         return row
     missing = [c for c in columns if c not in row]
     if missing:
-        raise InvalidValue(f"unknown column {missing[0]!r}; available: {', '.join(row)}")
+        raise InvalidValue(f"unknown column {quoted(missing[0])}; available: {', '.join(row)}")
     return {c: row[c] for c in columns}
 
 
@@ -167,25 +168,90 @@ def _write_json(rows: Iterable[dict[str, Any]], out: IO[str], columns: Sequence[
 
 
 def write_table(
-    rows: Sequence[dict[str, Any]], columns: Sequence[str], out: IO[str], title: str | None = None
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    out: IO[str],
+    title: str | None = None,
+    *,
+    wide: bool = False,
 ) -> None:
+    """A rich table of `rows`. It fits the terminal (rich's width on a terminal, else `$COLUMNS`, else 80):
+    see `evidence.layout` for how columns fold and titles are cut; a column that had to be left out is
+    named under the table. `wide`: the full layout, every cell whole (200 cells wide off a terminal)."""
     from rich.console import Console
+
+    if (
+        not rows
+    ):  # none: nothing at all (the caller says so on stderr, so that `-o FILE` and pipes stay empty)
+        return
+    terminal = hasattr(out, "isatty") and out.isatty()
+    if wide:
+        width: int | None = None if terminal else 200
+    else:
+        from evidence.config import output_width
+
+        width = None if terminal else output_width()
+    console = Console(file=out, width=width, highlight=False, markup=False, emoji=False, soft_wrap=False)
+    cells = {name: [_cell(name, row) for row in rows] for name in columns}
+    table = (
+        _wide_table(columns, cells, title) if wide else _fitted_table(columns, cells, title, console.width)
+    )
+    console.print(table)
+
+
+def _cell(name: str, row: dict[str, Any]) -> str:
+    cell = flat_value(name, row.get(name))
+    if name in ("title", "study_title") and row.get("status") not in (None, "ok"):
+        cell = f"[{str(row['status']).upper()}] {cell}"
+    return cell
+
+
+def _wide_table(columns: Sequence[str], cells: dict[str, list[str]], title: str | None) -> Any:
     from rich.table import Table
 
     table = Table(title=title, show_lines=False, header_style="bold")
     for name in columns:
         table.add_column(name, overflow="fold", no_wrap=name in ("id", "year", "level", "pedro"))
-    for row in rows:
-        cells = []
-        for name in columns:
-            cell = flat_value(name, row.get(name))
-            if name == "title" and row.get("status") not in (None, "ok"):
-                cell = f"[{str(row['status']).upper()}] {cell}"
-            cells.append(cell)
-        table.add_row(*cells)
-    terminal = hasattr(out, "isatty") and out.isatty()
-    console = Console(
-        file=out, width=None if terminal else 200, highlight=False, markup=False, emoji=False, soft_wrap=False
+    for row in zip(*(cells[name] for name in columns), strict=True):
+        table.add_row(*row)
+    return table
+
+
+# The header is underlined column by column (a gap at each divider, so the columns show even without
+# colour); no other rule.
+_RULED_HEAD = "    \n    \n \u2500  \n    \n    \n    \n    \n    \n"
+
+
+def _fitted_table(columns: Sequence[str], cells: dict[str, list[str]], title: str | None, width: int) -> Any:
+    from rich.box import Box
+    from rich.table import Table
+
+    from evidence.layout import fit_cell, plan_columns
+
+    plan = plan_columns(columns, {name: name for name in columns}, cells, width)
+    caption = None
+    if plan.left_out:
+        # Under the table, not on stderr: it belongs to what is shown (and stderr keeps one-line errors).
+        noun = "column" if len(plan.left_out) == 1 else "columns"
+        caption = f"{', '.join(plan.left_out)} {noun} left out to fit {width} columns: --wide shows all"
+    table = Table(
+        title=title,
+        caption=caption,
+        caption_justify="left",
+        box=Box(_RULED_HEAD),
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, plan.gap - 1),
+        collapse_padding=True,
+        header_style="bold",
     )
-    if rows:  # none: nothing at all (the caller says so on stderr, so that `-o FILE` and pipes stay empty)
-        console.print(table)
+    for name, size in zip(plan.columns, plan.widths, strict=True):
+        table.add_column(fit_cell(name, "", size), width=size, no_wrap=True, overflow="crop")
+    for row in zip(*(cells[name] for name in plan.columns), strict=True):
+        table.add_row(
+            *(
+                fit_cell(text, name, size)
+                for text, name, size in zip(row, plan.columns, plan.widths, strict=True)
+            )
+        )
+    return table

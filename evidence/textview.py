@@ -1,4 +1,6 @@
-"""Plain-text rendering of one study for `evidence show` (a reading view, not a data format)."""
+"""Plain-text rendering of one study for `evidence show` (a reading view, not a data format), and the
+words for each verification state (`verification_phrase`, from `vocab.VERIFICATION_WORDS`) that every
+view of a study uses."""
 
 from __future__ import annotations
 
@@ -8,12 +10,20 @@ from typing import Any
 from evidence import vocab
 from evidence.render import author_display
 
-_VERIFICATION_WORDS = {
-    "verified": "verified",
-    "citing-reference": "seen only in a citing paper's reference list",
-    "unverified": "NOT verified",
-    "not-found": "searched, not found",
-}
+
+def verification_phrase(state: str | None) -> str:
+    """The one wording of a verification state (`vocab.VERIFICATION`), e.g. "seen only in a citing
+    paper's reference list"; an unknown state is shown as it is, none as "not verified"."""
+    if state is None:
+        return vocab.VERIFICATION_WORDS["unverified"]
+    return vocab.VERIFICATION_WORDS.get(state, state)
+
+
+def _mark(state: str | None, *, quiet_when_verified: bool = True, what: str = "") -> str:
+    """`  [state words]` after a field, or nothing for a verified one (unless asked)."""
+    if state is None or (quiet_when_verified and state == "verified"):
+        return ""
+    return f"  [{what}{verification_phrase(state)}]"
 
 
 def study_text(study: dict[str, Any], width: int = 100) -> str:
@@ -29,9 +39,11 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
         )
     lines.append(f"{study['citekey']}  (id {study['id']})")
     lines.extend(textwrap.wrap(study["title"], width))
+    verification = study.get("verification") or {}
     authors = study.get("authors") or []
-    if authors:
-        lines.append("Authors:    " + "; ".join(author_display(a) for a in authors))
+    if authors or verification.get("authors") not in (None, "verified"):
+        names = "; ".join(author_display(a) for a in authors) or "-"
+        lines.append(f"{'Authors:':<12}{names}{_mark(verification.get('authors'))}")
     citation = ", ".join(
         str(part)
         for part in (
@@ -44,17 +56,12 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
         )
         if part
     )
-    verification = study.get("verification") or {}
     if citation:
-        biblio = verification.get("bibliographic")
-        mark = f"  [{_VERIFICATION_WORDS.get(biblio, biblio)}]" if biblio and biblio != "verified" else ""
-        lines.append("Published:  " + citation + mark)
+        lines.append(f"{'Published:':<12}{citation}{_mark(verification.get('bibliographic'))}")
 
     def ident(label: str, key: str) -> None:
         value = study.get(key)
-        state = verification.get(key)
-        note = f"  [{_VERIFICATION_WORDS.get(state, state)}]" if state else ""
-        lines.append(f"{label:<12}{value or '-'}{note}")
+        lines.append(f"{label:<12}{value or '-'}{_mark(verification.get(key), quiet_when_verified=False)}")
 
     ident("DOI:", "doi")
     ident("PMID:", "pmid")
@@ -69,12 +76,7 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
         else "no level"
     )
     lines.append(
-        f"{'Design:':<12}{design_text}; {level_text}"
-        + (
-            f"  [design {_VERIFICATION_WORDS.get(str(verification.get('design')), '')}]"
-            if verification.get("design") not in (None, "verified")
-            else ""
-        )
+        f"{'Design:':<12}{design_text}; {level_text}{_mark(verification.get('design'), what='design ')}"
     )
     population = " ".join(
         str(p)
@@ -98,8 +100,6 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
     ):
         if study.get(key) is not None:
             lines.append(f"{label:<12}{study[key]}")
-    if verification.get("authors") not in (None, "verified"):
-        lines.append(f"{'Authors:':<12}[{_VERIFICATION_WORDS.get(verification['authors'])}]")
     if study.get("tags"):
         lines.append(f"{'Tags:':<12}{', '.join(study['tags'])}")
     if study.get("cited_by_practice_article"):
@@ -126,4 +126,7 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
         lines.append(
             f"{'Source:':<12}{study['source']}" + (f" ({study['seed_key']})" if study.get("seed_key") else "")
         )
+    # Where the verified facts were seen: what a verification state rests on.
+    for n, url in enumerate(study.get("source_urls") or []):
+        lines.append(f"{'Seen at:' if n == 0 else '':<12}{url}")
     return "\n".join(lines)

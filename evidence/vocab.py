@@ -152,6 +152,14 @@ SOURCES: tuple[str, ...] = ("seed", "manual", "import", "crossref")
 # "citing-reference": seen only in another paper's reference list; "not-found": searched, absent;
 # "unverified": not checked.
 VERIFICATION: tuple[str, ...] = ("verified", "citing-reference", "unverified", "not-found")
+# What each state is called wherever a clinician reads it (show, the seed's notes, exports, reports): one
+# wording per state. `evidence.textview.verification_phrase` looks it up.
+VERIFICATION_WORDS: dict[str, str] = {
+    "verified": "verified",
+    "citing-reference": "seen only in a citing paper's reference list",
+    "unverified": "not verified",
+    "not-found": "searched, not found",
+}
 
 CLAIM_BY_NAME: dict[str, ClaimSpec] = {c.name: c for c in CLAIMS}
 MECHANISM_BY_NAME: dict[str, MechanismSpec] = {m.name: m for m in MECHANISMS}

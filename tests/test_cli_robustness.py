@@ -20,7 +20,7 @@ def test_hand_edit_of_an_identifier_drops_its_verification() -> None:
     assert after["verification"]["doi"] == "unverified"
     assert after["verification"]["bibliographic"] == "unverified"
     assert after["verification"]["authors"] == before["verification"]["authors"]
-    assert "10.9999/typo.123  [NOT verified]" in run("show", "10.9999/typo.123").stdout
+    assert "10.9999/typo.123  [not verified]" in run("show", "10.9999/typo.123").stdout
 
 
 def test_relinking_with_a_new_stance_drops_the_old_finding() -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from evidence.errors import ExportError, ImportFormatError
+from evidence.errors import ExportError, ImportFormatError, quoted
 from evidence.formats.bibtex import read_bibtex, write_biblatex, write_bibtex
 from evidence.formats.common import StudyRow
 from evidence.formats.csljson import read_csljson, write_csljson
@@ -174,7 +174,7 @@ def check_import_format(path: str, fmt: str) -> None:
     """ImportFormatError for a format name that is neither `auto` nor an importer."""
     if fmt != "auto" and fmt not in IMPORTERS:
         raise ImportFormatError(
-            path, None, f"unknown format {fmt!r}; valid: auto, {', '.join(IMPORT_FORMATS)}"
+            path, None, f"unknown format {quoted(fmt)}; valid: auto, {', '.join(IMPORT_FORMATS)}"
         )
 
 
@@ -204,7 +204,9 @@ def export_format(fmt: str) -> ExportFormat:
     try:
         return EXPORT_REGISTRY[fmt]
     except KeyError:
-        raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}") from None
+        raise ExportError(
+            f"unknown export format {quoted(fmt)}; valid: {', '.join(EXPORT_FORMATS)}"
+        ) from None
 
 
 def export_studies(studies: Iterable[StudyRow], fmt: str, out: Any) -> int:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
-from evidence.errors import ImportFormatError
+from evidence.errors import ImportFormatError, quoted
 from evidence.formats import latex
 from evidence.formats.common import (
     StudyRow,
@@ -544,7 +544,7 @@ def _study_from_entry(entry: _Entry, line: int, path: str) -> StudyRow:
         study["year"] = year_from(raw_year)
         if study["year"] is None:
             raise ImportFormatError(
-                path, line, f"entry '{entry.key}': expected a four-digit year, got {raw_year!r}"
+                path, line, f"entry '{entry.key}': expected a four-digit year, got {quoted(raw_year)}"
             )
     study["volume"] = text("volume")
     study["issue"] = text("number", "issue")

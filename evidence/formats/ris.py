@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
-from evidence.errors import ImportFormatError
+from evidence.errors import ImportFormatError, quoted
 from evidence.formats.common import (
     StudyRow,
     apply_keywords,
@@ -213,7 +213,7 @@ def _study_from_record(record: dict[str, list[str]], line: int, path: str) -> St
     if date:
         study["year"] = year_from(date)
         if study["year"] is None:
-            raise ImportFormatError(path, line, f"expected a four-digit year in PY, got {date!r}")
+            raise ImportFormatError(path, line, f"expected a four-digit year in PY, got {quoted(date)}")
     study["volume"] = _first(record, "VL")
     study["issue"] = _first(record, "IS")
     first, last = _first(record, "SP"), _first(record, "EP")

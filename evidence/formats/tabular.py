@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from evidence.errors import ExportError, ImportFormatError
+from evidence.errors import ExportError, ImportFormatError, quoted
 from evidence.formats.common import (
     STUDY_KEYS,
     StudyRow,
@@ -259,7 +259,7 @@ def _study_from_row(row: dict[str, str], line: int, path: str) -> StudyRow:
                 study[key] = int(float(cell))
             except ValueError:
                 raise ImportFormatError(
-                    path, line, f"expected a whole number in column '{key}', got {cell!r}"
+                    path, line, f"expected a whole number in column '{key}', got {quoted(cell)}"
                 ) from None
         elif key == "authors":
             study["authors"] = [_parse_author(a) for a in _split(cell)]
