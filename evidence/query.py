@@ -390,6 +390,20 @@ def study_rows(session: Session, study_ids: Sequence[int]) -> list[dict[str, Any
     return rows
 
 
+VERIFIED_FIELDS: tuple[str, ...] = ("doi", "pmid", "authors", "bibliographic", "design")
+
+
+def verification_states(session: Session, study_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    """study id -> how well each of its facts is known (`vocab.VERIFICATION`), as `show` reports them."""
+    columns = [getattr(Study, f"{name}_verification") for name in VERIFIED_FIELDS]
+    states: dict[int, dict[str, str]] = {}
+    for chunk_start in range(0, len(study_ids), 500):
+        chunk = list(study_ids[chunk_start : chunk_start + 500])
+        for study_id, *values in session.execute(select(Study.id, *columns).where(Study.id.in_(chunk))):
+            states[study_id] = dict(zip(VERIFIED_FIELDS, values, strict=True))
+    return states
+
+
 def show_study(session: Session, ref: str) -> dict[str, Any]:
     """Every field of one study: the JSON row plus verification status and provenance."""
     study = resolve_ref(session, ref)

@@ -236,8 +236,8 @@ def test_triage_include_exclude_undo(library: str, crossref: FakeSearch) -> None
     crossref.works = [search_work(n) for n in range(1, 6)]
     run("watch", "add", "iastm", "--query", QUERY)
     run("watch", "run")
-    table = run("triage").stdout
-    assert "Author1" in table and "Instrument-assisted soft tissue" in table
+    table = run("triage", "--wide").stdout
+    assert "Author1" in table and "Instrument-assisted soft" in table
     listed = pending_json()
     assert [r["id"] for r in listed] == [1, 2, 3, 4, 5]
     assert listed[0]["abstract"] == "Background. Study 1 of IASTM. Methods and results follow at length."
@@ -338,3 +338,28 @@ def test_the_report_draws_the_prisma_flow(library: str, crossref: FakeSearch, tm
     assert boxes == [counts[k] for k in expected] == [5, 0, 5, 1, 1, 3]
     text = " ".join(page.text)
     assert "not-iastm (n = 1)" in text and "search iastm (n = 5)" in text
+
+
+@pytest.mark.sqlite_only("the layout is the same on both backends")
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_the_watch_listings_fit_the_terminal(library: str, crossref: FakeSearch, width: int) -> None:
+    from click.testing import CliRunner
+
+    from cli import cli
+    from tests.test_tables import assert_fits
+
+    crossref.works = [
+        search_work(n, title=f"Graston technique versus sham for tendinopathy, trial {n}")
+        for n in range(1, 8)
+    ]
+    run("watch", "add", "iastm", "--query", QUERY, "--since", "2024-01-01")
+    run("watch", "run")
+    run("triage", "exclude", "1", "--reason", "other:conference abstract without methods")
+    for args in (("watch", "list"), ("triage",), ("prisma",)):
+        table = (
+            CliRunner().invoke(cli, list(args), env={"COLUMNS": str(width)}, catch_exceptions=False).stdout
+        )
+        rows = json.loads(run(*args, "--format", "json").stdout)
+        fields = set(rows) if isinstance(rows, dict) else {key for row in rows for key in row}
+        assert table, args
+        assert_fits(table, width, fields | {"stage", "detail", "count"})

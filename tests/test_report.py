@@ -149,6 +149,22 @@ def test_a_retracted_study_is_flagged_and_not_counted(library: str, tmp_path: Pa
     assert "[RETRACTED]" in target.read_text(encoding="utf-8")  # the reference says so too
 
 
+def test_unverified_facts_are_said_in_shows_words(library: str, tmp_path: Path) -> None:
+    from evidence.vocab import VERIFICATION_WORDS
+
+    _, page = write_report(tmp_path)
+    shown = {str(a["data-citekey"]) for _, a in page.tags if a.get("data-citekey")}
+    for citekey in sorted(shown)[:49]:
+        study = json.loads(run("show", citekey, "--format", "json").stdout)
+        if study["verification"]["authors"] == "citing-reference":
+            break
+    else:
+        pytest.fail("the seed has a study whose authors were seen only in a citing reference list")
+    text = " ".join(page.text)
+    assert f"authors {VERIFICATION_WORDS['citing-reference']}" in text
+    assert f"authors {VERIFICATION_WORDS['unverified']}" in text
+
+
 def test_by_claim_and_another_style(library: str, tmp_path: Path) -> None:
     _, page = write_report(tmp_path, "--by", "claim", "--style", "apa", "--title", "Heel & elbow <pain>")
     sections = [a["id"] for a in page.all("section") if "mechanism" in str(a.get("class"))]

@@ -48,7 +48,7 @@ from evidence.errors import ExportError, quoted
 from evidence.formats.common import StudyRow, status_label
 from evidence.formats.csljson import to_csl_item
 from evidence.naming import CitekeyAllocator
-from evidence.vocab import CLAIM_BY_NAME, CLAIMS, STANCES
+from evidence.vocab import CLAIM_BY_NAME, CLAIMS, STANCES, link_matches
 
 FORMATS: tuple[str, ...] = ("text", "html", "markdown")
 STYLE_ALIASES: dict[str, str] = {
@@ -361,13 +361,7 @@ def render_by_claim(
     unlinked: list[int] = []
 
     def wanted(link: dict[str, Any]) -> bool:
-        name = link["claim"]
-        if claims or mechanisms:
-            spec = CLAIM_BY_NAME.get(name)
-            mechanism = link.get("mechanism") or (spec.mechanism if spec else None)
-            if name not in claims and mechanism not in mechanisms:
-                return False
-        return not stances or link.get("stance") in stances
+        return link_matches(link, claims=claims, mechanisms=mechanisms, stances=stances)
 
     for index, study in enumerate(studies):
         links = study.get("claims") or []

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from evidence import vocab
 from evidence.errors import ExportError
-from evidence.query import FindFilters, find_ids, iter_study_rows
+from evidence.query import FindFilters, find_ids, iter_study_rows, verification_states
 from evidence.report.content import (
     BY,
     POPULATION_BUCKETS,
@@ -97,6 +97,9 @@ def make_report(
     if not ids:
         raise ExportError("no study matches these filters; no report written")
     studies = list(iter_study_rows(session, ids))
+    states = verification_states(session, ids)
+    for study in studies:
+        study["verification"] = states.get(study["id"], {})
     report = build_report(
         studies,
         by=by,
@@ -136,6 +139,21 @@ def study_links(study: dict[str, Any]) -> list[tuple[str, str]]:
     if study.get("pmid"):
         links.append(("PubMed", f"https://pubmed.ncbi.nlm.nih.gov/{urllib.parse.quote(str(study['pmid']))}/"))
     return links
+
+
+def unverified(study: dict[str, Any]) -> list[str]:
+    """What of a study's reference is not verified, in the one wording of each state (`show`'s), e.g.
+    "DOI seen only in a citing paper's reference list"."""
+    from evidence.textview import verification_phrase
+
+    labels = {"doi": "DOI", "pmid": "PMID", "authors": "authors", "bibliographic": "journal details",
+              "design": "design"}  # fmt: skip
+    states = study.get("verification") or {}
+    return [
+        f"{labels[name]} {verification_phrase(state)}"
+        for name, state in states.items()
+        if state != "verified" and (name not in ("doi", "pmid") or study.get(name))
+    ]
 
 
 def _population_text(study: dict[str, Any]) -> str:
@@ -181,6 +199,7 @@ def render_html(report: Report, *, paper: str = "a4") -> str:
         # citeproc-py's HTML, whose variables the cite path escaped before formatting (formats.cite).
         citation=lambda entry: Markup(entry.citation),
         links=study_links,
+        unverified=unverified,
         population_text=_population_text,
         stance_label=lambda s: STANCE_LABELS.get(s, s),
         stances=STANCE_ORDER,
