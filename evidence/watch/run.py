@@ -226,48 +226,59 @@ def run_search(
     and every page stored before it kept; nothing is written before the first page arrives."""
     with database.transaction() as session:
         search = get_search(session, name)
-        search_id, query, work_type = search.id, search.query, search.work_type
-        cursor, run_from, started = search.cursor, search.run_from, search.run_started_at
-        if cursor is None:
-            run_from, started = search.next_from, utcnow()
-        index = _library_index(session)
-    assert started is not None
-    run = SearchRun(search.name, resumed=cursor is not None)
+        resuming = search.cursor is not None and search.run_started_at is not None
+        plan = _Plan(
+            search_id=search.id,
+            query=search.query,
+            work_type=search.work_type,
+            run_from=search.run_from if resuming else search.next_from,
+            started=search.run_started_at if resuming and search.run_started_at else utcnow(),
+            index=_library_index(session),
+        )
+        cursor = search.cursor if resuming and search.cursor else "*"
+    run = SearchRun(search.name, resumed=resuming)
     sent_before = client.requests_sent
-    cursor = cursor or "*"
     try:
-        _walk(database, client, run, search_id, query, work_type, cursor, run_from, started, index, max_works,
-              rows, on_page)  # fmt: skip
+        _walk(database, client, run, plan, cursor, max_works=max_works, rows=rows, on_page=on_page)
     finally:
         run.requests = client.requests_sent - sent_before
-    next_from = started.date().isoformat()
-    database.write(lambda s: _finish(s, search_id, complete=run.complete, next_from=next_from))
+    next_from = plan.started.date().isoformat()
+    database.write(lambda s: _finish(s, plan.search_id, complete=run.complete, next_from=next_from))
     return run
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a run asks for: the search, the window (works indexed since `run_from`), when it began."""
+
+    search_id: int
+    query: str
+    work_type: str | None
+    run_from: str | None
+    started: datetime
+    index: DuplicateIndex
 
 
 def _walk(
     database: Database,
     client: CrossrefClient,
     run: SearchRun,
-    search_id: int,
-    query: str,
-    work_type: str | None,
+    plan: _Plan,
     cursor: str,
-    run_from: str | None,
-    started: datetime,
-    index: DuplicateIndex,
+    *,
     max_works: int,
     rows: int,
     on_page: OnPage | None,
 ) -> None:
+    """Page after page until the last, `max_works`, or a failure; each page stored in its transaction."""
     while True:
         wanted = min(rows, max_works - run.works)
         if wanted <= 0:
             run.stopped_at_max = True
             break
-        filters = {"from-index-date": run_from or "", "type": work_type or ""}
+        filters = {"from-index-date": plan.run_from or "", "type": plan.work_type or ""}
         try:
-            page = client.search_page(query, cursor=cursor, rows=wanted, filters=filters)
+            page = client.search_page(plan.query, cursor=cursor, rows=wanted, filters=filters)
         except CursorRejected:
             if run.restarted:
                 run.error = "Crossref refused the search's cursor twice"
@@ -288,12 +299,12 @@ def _walk(
             def store(session: Session, page: Any = page, last: bool = last) -> dict[str, int]:
                 return _store_page(
                     session,
-                    search_id,
+                    plan.search_id,
                     page.works,
                     next_cursor=None if last else page.next_cursor,
-                    run_from=run_from,
-                    run_started_at=started,
-                    index=index,
+                    run_from=plan.run_from,
+                    run_started_at=plan.started,
+                    index=plan.index,
                 )
 
             for key, value in database.write(store).items():
