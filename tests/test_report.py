@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from evidence.report import chart_marks, make_report
-from tests.browser import Browser, require_chromium, start_browser
+from tests.browser import Browser, missing, require_chromium, start_browser
 from tests.helpers import db_execute, run
 
 HOSTILE_TITLE = '<script>alert(1)</script> IASTM and "><img src=x onerror=alert(2)> pain'
@@ -270,9 +271,9 @@ def test_the_pdf(library: str, tmp_path: Path) -> None:
         )
         data = target.read_bytes()
         assert data.startswith(b"%PDF-")
-        info = subprocess.run(["pdfinfo", str(target)], capture_output=True, text=True, check=False).stdout
-        if not info:
-            pytest.skip("pdfinfo (poppler-utils) is not installed")
+        if shutil.which("pdfinfo") is None or shutil.which("pdftotext") is None:
+            missing("pdfinfo and pdftotext are not installed (Debian: apt install poppler-utils)")
+        info = subprocess.run(["pdfinfo", str(target)], capture_output=True, text=True, check=True).stdout
         pages[paper] = int(re.search(r"Pages:\s+(\d+)", info).group(1))  # type: ignore[union-attr]
         assert re.search(rf"Page size:.*\({size}\)", info), info
         text = subprocess.run(
