@@ -28,7 +28,7 @@ from evidence.errors import EvidenceError, ImportFormatError, InvalidValue
 from evidence.formats import check_import_format, read_stream
 from evidence.import_report import ImportOutcome, ImportReport, PossibleDuplicate
 from evidence.matching import DuplicateIndex, Identity, compare
-from evidence.schema import STUDY_FIELDS
+from evidence.schema import CONTROL_CHARACTERS, STUDY_FIELDS
 from evidence.store.bulk import insert_studies, library_allocator
 from evidence.store.models import Author, Study, utcnow
 
@@ -140,7 +140,7 @@ def _strip_controls(field: str, value: Any, stripped: list[str]) -> Any:
     """``value`` (a string, or lists and dicts of them) without control characters other than tab and
     line ends; the name of each field that had some is appended to ``stripped``."""
     if isinstance(value, str):
-        if records.CONTROL_CHARACTERS.search(value) is None:
+        if CONTROL_CHARACTERS.search(value) is None:
             return value
         stripped.append(field)
         return records.strip_controls(value)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from evidence import ids, vocab
 from evidence.errors import DuplicateRecord, InvalidValue, RecordNotFound, UnknownName
 from evidence.naming import CitekeyAllocator, citekey_base, key_name
-from evidence.schema import TEXT_LIMITS
+from evidence.schema import CONTROL_CHARACTERS, TEXT_LIMITS
 from evidence.store.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
 
 # Bibliographic and clinical fields a user may set directly, with their kind.
@@ -129,11 +129,6 @@ class AuthorName:
 
 def _clean(value: Any) -> str:
     return "" if value is None else check_text("an author's name", str(value)).strip()
-
-
-# Control characters no text field keeps: C0 but tab, line feed and carriage return (line ends), DEL and
-# C1. A terminal obeys them (an ESC sequence recolours or clears the screen), other programs choke on them.
-CONTROL_CHARACTERS = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def check_text(field: str, value: str) -> str:

@@ -4,6 +4,8 @@ sets). Standard library only; everything may import it."""
 
 from __future__ import annotations
 
+import re
+
 # Every field of a study row, in order: `find --format json`, a citation format's record (the study dict)
 # and the CSV / XLSX columns.
 ROW_FIELDS: tuple[str, ...] = (
@@ -42,3 +44,7 @@ TEXT_LIMITS: dict[str, int] = {
     "finding": 10_000,
     "an author's name": 1_000,
 }
+
+# Control characters no text field keeps: C0 but tab, line feed and carriage return (line ends), DEL and
+# C1. A terminal obeys them (an ESC sequence recolours or clears the screen), other programs choke on them.
+CONTROL_CHARACTERS = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")

@@ -54,6 +54,8 @@ T = TypeVar("T")
 class Database:
     engine: Engine
     sessions: sessionmaker[Session]
+    # The backup `open_database` took before it migrated this library (SQLite), if it did.
+    migration_backup: Path | None = None
 
     @property
     def dialect(self) -> str:
@@ -261,7 +263,10 @@ def open_database(settings: Settings) -> Database:
         if current_revision(engine) != HEAD_REVISION:
             with db.setup_transaction() as session:
                 # Read again under the lock: another client may have done it while this one waited.
-                if current_revision(session.connection()) != HEAD_REVISION:
+                revision = current_revision(session.connection())
+                if revision != HEAD_REVISION:
+                    if revision is not None:
+                        db.migration_backup = _backup_before_migrating(session, revision)
                     run_migrations(session.connection())
                 sync_vocabulary(session)
     except ImportError as exc:
@@ -274,6 +279,23 @@ def open_database(settings: Settings) -> Database:
     except SQLAlchemyError as exc:
         raise DatabaseError(describe_failure(settings.db_url, exc)) from exc
     return db
+
+
+def _backup_before_migrating(session: Session, revision: str) -> Path | None:
+    """A copy of a SQLite library as it is before a migration, beside it (``evidence.db.0001-backup-
+    20261202T054512``), taken while the setup transaction holds the write lock. On PostgreSQL, none:
+    the server's own dumps (pg_dump) are the backup there."""
+    from evidence.store.maintenance import backup_sqlite_file
+    from evidence.store.models import utcnow
+
+    url = session.connection().engine.url
+    database = url.database
+    if url.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    path = Path(database)
+    target = path.with_name(f"{path.name}.{revision}-backup-{utcnow():%Y%m%dT%H%M%S}")
+    log.info("backing up %s to %s before migrating from revision %s", path, target, revision)
+    return backup_sqlite_file(path, target)
 
 
 def describe_failure(url: str, exc: BaseException) -> str:
