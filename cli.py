@@ -1446,6 +1446,8 @@ def db() -> None:
       evidence db upgrade
       evidence db init --empty
       evidence db seed
+      evidence db backup backup.db
+      evidence db check
     """
 
 
@@ -1472,9 +1474,54 @@ def upgrade(state: AppState) -> None:
     """
     from evidence.library import library_status
 
-    with state.database().transaction() as session:
+    database = state.database()
+    if database.migration_backup is not None:
+        click.echo(f"backed up the library to {database.migration_backup} before migrating", err=True)
+    with database.transaction() as session:
         status = library_status(session)
     click.echo(f"schema at revision {status['revision']}; {status['studies']} studies", err=True)
+
+
+@db.command(name="backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@pass_state
+def db_backup(state: AppState, file: str) -> None:
+    """Back the library up to FILE, a new SQLite file (SQLite's online backup; db copy from PostgreSQL).
+
+    Other clients may go on working meanwhile; the backup is one consistent snapshot, whole or absent,
+    and opens with --db FILE. db upgrade takes one itself before it migrates a SQLite library.
+
+    \b
+    Examples:
+      evidence db backup ~/backups/evidence-2026-12-02.db
+      evidence --db postgresql://me@clinic-server/evidence db backup clinic.db
+    """
+    from evidence.library import backup_library
+
+    report = backup_library(state.settings, file)
+    click.echo(f"backed up {report.studies} studies to {report.path} ({report.size:,} bytes)", err=True)
+
+
+@db.command(name="check")
+@pass_state
+def db_check(state: AppState) -> None:
+    """Check the library: integrity, foreign keys, full-text index, vocabulary, orphans; exit 1 on a problem.
+
+    One line per problem on stdout (nothing when the library is sound); it reads, never repairs.
+
+    \b
+    Examples:
+      evidence db check
+      evidence --db clinic.db db check || echo "restore from a backup"
+    """
+    from evidence.library import check_library
+
+    problems = check_library(state.settings)
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problems in {state.settings.db_display}")
+    click.echo(f"no problems in {state.settings.db_display}", err=True)
 
 
 @db.command()

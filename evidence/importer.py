@@ -28,7 +28,7 @@ from evidence.errors import EvidenceError, ImportFormatError, InvalidValue, quot
 from evidence.formats import check_import_format, read_stream
 from evidence.import_report import ImportOutcome, ImportReport, PossibleDuplicate
 from evidence.matching import DuplicateIndex, Identity, compare
-from evidence.schema import STUDY_FIELDS
+from evidence.schema import CONTROL_CHARACTERS, STUDY_FIELDS
 from evidence.store.bulk import insert_studies, library_allocator
 from evidence.store.models import Author, Study, utcnow
 
@@ -54,11 +54,17 @@ def _short(value: Any, limit: int = 70) -> str:
 def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
     """A clean study dict, or ImportFormatError naming the file, the line and what was wrong."""
     line = raw.get("_line")
+    skipped: list[str] = list(raw.get("_warnings") or ())  # what the reader chose and said
     try:
+        stripped: list[str] = []
+        raw = {key: _strip_controls(key, value, stripped) for key, value in raw.items()}
+        skipped.extend(
+            f"stripped control characters from {key} (a terminal would obey them)"
+            for key in dict.fromkeys(stripped)
+        )
         for key, value in raw.items():
             _check_texts(key, value)
         fields = {k: raw.get(k) for k in _SCALARS if raw.get(k) not in (None, "")}
-        skipped: list[str] = []
         if "citekey" in fields:
             try:
                 fields["citekey"] = records.check_citekey(str(fields["citekey"]))
@@ -109,10 +115,10 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
                 {
                     "claim": name,
                     "stance": records.check_stance(str(claim["stance"])),
-                    "finding": claim.get("finding"),
+                    "finding": records.check_length("a finding", claim.get("finding")),
                 }
             )
-        clean["notes"] = raw.get("notes") or None
+        clean["notes"] = records.check_length("notes", raw.get("notes") or None)
         status = raw.get("status") or "ok"
         if status not in STATUSES:
             raise ImportFormatError(
@@ -128,6 +134,21 @@ def validate_record(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
     if skipped:
         clean["_warnings"] = skipped
     return clean
+
+
+def _strip_controls(field: str, value: Any, stripped: list[str]) -> Any:
+    """``value`` (a string, or lists and dicts of them) without control characters other than tab and
+    line ends; the name of each field that had some is appended to ``stripped``."""
+    if isinstance(value, str):
+        if CONTROL_CHARACTERS.search(value) is None:
+            return value
+        stripped.append(field)
+        return records.strip_controls(value)
+    if isinstance(value, Mapping):
+        return {key: _strip_controls(field, item, stripped) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strip_controls(field, item, stripped) for item in value]
+    return value
 
 
 def _check_texts(field: str, value: Any) -> None:
@@ -330,6 +351,7 @@ def import_records(
     allocator = library_allocator(session)
     pending: dict[str, dict[str, Any]] = {}
     lines: dict[str, int | None] = {}  # key of each record added -> its line in the file
+    wanted: dict[str, str] = {}  # key of each record added with a citekey of its own -> that citekey
     possible: list[tuple[str, str, str]] = []  # (key of the record added, key it may duplicate, why)
     index_key_rewrite: dict[str, str] = {}  # "#n" -> "id:N" once inserted
     inserted: set[str] = set()  # the "id:N" of the studies this import inserted
@@ -373,6 +395,8 @@ def import_records(
         possible.extend((key, m.other, m.why) for m in maybe)
         pending[key] = rec
         lines[key] = rec["_line"]
+        if rec.get("citekey"):
+            wanted[key] = rec["citekey"]
         index.add(identity)
         outcome.study = key
         report.record(outcome)
@@ -390,6 +414,13 @@ def import_records(
     for outcome in report.outcomes:
         if outcome.study in index_key_rewrite:
             outcome.study = citekeys[index_key_rewrite[outcome.study]]
+    # A record's own citekey that a library study or an earlier record had taken: said, not silent.
+    stored = _citekeys(session, [index_key_rewrite[k] for k in wanted])
+    for key, citekey in wanted.items():
+        got = stored[index_key_rewrite[key]]
+        if got != citekey:
+            report.warnings.append((lines[key], f"citekey {citekey!r} is taken already; stored as {got!r}"))
+    report.warnings.sort(key=lambda warning: warning[0] or 0)
     seen: set[tuple[str, str]] = set()
     for key, other, why in possible:
         if key not in lines:  # the pair as found by the neighbourhood pass: make the new record come first
@@ -472,7 +503,7 @@ WORKER_BATCH = 500
 def _records_from_worker(path: Path, fmt: str, on_progress: Progress) -> Iterator[dict[str, Any]]:
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    worker = context.Process(target=_parse_and_validate, args=(sender, str(path), fmt), daemon=True)
+    worker = context.Process(target=_parse_and_validate, args=(sender, receiver, str(path), fmt), daemon=True)
     worker.start()
     sender.close()
     size = path.stat().st_size
@@ -499,8 +530,13 @@ def _records_from_worker(path: Path, fmt: str, on_progress: Progress) -> Iterato
         worker.join()
 
 
-def _parse_and_validate(sender: Connection, path: str, fmt: str) -> None:
-    """The worker: stream, validate and send batches; an error is sent as data (exceptions may not pickle)."""
+def _parse_and_validate(sender: Connection, receiver: Connection, path: str, fmt: str) -> None:
+    """The worker: stream, validate and send batches; an error is sent as data (exceptions may not pickle).
+
+    The forked worker's copy of the pipe's reading end is closed first: while it stayed open, a worker
+    whose importing process was killed (kill -9, SIGTERM) blocked for ever on a full pipe instead of
+    failing on it, holding the library file open."""
+    receiver.close()
     gc.disable()  # the records are acyclic dicts (see exchange._gc_paused); this process ends with the file
     try:
         with Path(path).open("rb") as binary, _text(binary, fmt) as text:

@@ -4,6 +4,7 @@ printing. The caller owns the transaction (`with db.transaction() as session:`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,10 +140,7 @@ def copy_between(settings: Settings, source: str, target: str, *, replace: bool 
     from evidence.store.copy import copy_library
 
     source_settings, target_settings = settings.with_db(source), settings.with_db(target)
-    path = sqlite_path(source_settings.db_url)
-    if path is not None and not path.is_file():
-        raise InvalidValue(f"no library at {path} to copy from")
-    source_db = open_database(source_settings)
+    source_db = _open_existing(source_settings, " to copy from")
     try:
         target_db = open_database(target_settings)
         try:
@@ -164,3 +162,69 @@ def reseed(session: Session) -> SeedReport:
     report = load_seed(session)
     mark_seeded(session, "seed")
     return report
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    """What `backup_library` wrote: the file, its studies and its size in bytes."""
+
+    path: Path
+    studies: int
+    size: int
+
+
+def backup_library(settings: Settings, target: str | Path) -> BackupReport:
+    """Back the library at ``settings`` up to the new SQLite file ``target``: `evidence db backup`. A
+    SQLite library through SQLite's online backup API, a PostgreSQL one through `db copy` (one
+    snapshot, one transaction); either way a file that is whole or absent, which `--db FILE` opens."""
+    import sqlite3
+    from contextlib import closing
+
+    from evidence.store.copy import copy_library
+    from evidence.store.maintenance import backup_sqlite, write_whole
+
+    path = Path(target).expanduser().absolute()
+    database = _open_existing(settings)
+    try:
+        if database.dialect == "sqlite":
+            backup_sqlite(database, path)
+        else:
+
+            def fill(partial: Path) -> None:
+                copy = open_database(settings.with_db(str(partial)))
+                try:
+                    copy_library(database, copy)
+                    with copy.engine.connect() as conn:  # one file, no -wal beside it
+                        conn.connection.dbapi_connection.execute("PRAGMA journal_mode=DELETE")  # type: ignore[union-attr]
+                finally:
+                    copy.close()
+
+            write_whole(path, fill)
+    finally:
+        database.close()
+    # Counted read-only with sqlite3 itself: opening it as a library would switch the file to WAL.
+    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+        studies = int(conn.execute("SELECT count(*) FROM studies").fetchone()[0])
+    return BackupReport(path, studies, path.stat().st_size)
+
+
+def check_library(settings: Settings) -> list[str]:
+    """The problems `evidence db check` finds in the library at ``settings``, one line each (none: it
+    is sound); see `store.maintenance.check_library`. It reads, in one transaction rolled back."""
+    from evidence.store.maintenance import check_library as check
+
+    database = _open_existing(settings)
+    try:
+        with database.transaction(rollback=True) as session:
+            return check(session)
+    finally:
+        database.close()
+
+
+def _open_existing(settings: Settings, purpose: str = "") -> Database:
+    """The library at ``settings``, opened (upgraded) but never made: a SQLite file that is not there is
+    refused, so that a typo is not backed up or checked as a new empty library."""
+    path = sqlite_path(settings.db_url)
+    if path is not None and not path.is_file():
+        raise InvalidValue(f"no library at {path}{purpose}")
+    return open_database(settings)

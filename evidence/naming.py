@@ -37,7 +37,9 @@ def citekey_base(family: str | None, year: int | None, title: str | None) -> str
     name = re.sub(r"[^a-z]", "", ascii_fold(family or "").lower()) or "anon"
     words = [re.sub(r"[^a-z0-9]", "", ascii_fold(w).lower()) for w in (title or "").split()]
     word = next((w for w in words if w and w not in STOPWORDS and not w.isdigit()), "")
-    return f"{name}{year or ''}{word}"
+    # Cut so that a key with its clash suffix fits the citekey column (VARCHAR(128)): a 2,000-letter
+    # "word" made a key PostgreSQL refused.
+    return f"{name[:40]}{year or ''}{word[:40]}"
 
 
 def key_name(author: Mapping[str, Any] | None) -> str | None:

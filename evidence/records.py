@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from evidence import ids, vocab
 from evidence.errors import DuplicateRecord, InvalidValue, RecordNotFound, UnknownName, quoted
 from evidence.naming import CitekeyAllocator, citekey_base, key_name
+from evidence.schema import CONTROL_CHARACTERS, TEXT_LIMITS
 from evidence.store.models import Author, Claim, Study, StudyClaim, StudyTag, utcnow
 
 # Bibliographic and clinical fields a user may set directly, with their kind.
@@ -101,7 +102,7 @@ class AuthorName:
                 family or None,
                 _clean(value.get("given")) or None,
                 _clean(value.get("orcid")) or None,
-                None if family else name,
+                None if family else check_length("an author's name", name),
             ).checked()
         text = check_text("an author's name", value).strip()
         if not text:
@@ -111,7 +112,7 @@ class AuthorName:
             if not family:
                 raise InvalidValue(f'author {quoted(value)} has no family name (write "Family, Given")')
             return cls(family=family, given=given or None).checked()
-        return cls(name=text)
+        return cls(name=check_length("an author's name", text))
 
     def checked(self) -> AuthorName:
         """This name, if each part fits its column (InvalidValue names the part that does not)."""
@@ -133,10 +134,32 @@ def _clean(value: Any) -> str:
 
 
 def check_text(field: str, value: str) -> str:
-    """``value``, unless it holds a NUL character, which no text field may: PostgreSQL refuses them (SQLite
-    would keep them), and in a citation file one means the file is not UTF-8 text (UTF-16, say)."""
+    """``value``, unless it holds a NUL or another control character (`CONTROL_CHARACTERS`), which no
+    text field may: PostgreSQL refuses NUL (SQLite would keep it), and in a citation file one means the
+    file is not UTF-8 text (UTF-16, say); an import strips the others first (`strip_controls`)."""
     if "\x00" in value:
         raise InvalidValue(f"{field} holds a NUL character (\\x00), which a library cannot store")
+    control = CONTROL_CHARACTERS.search(value)
+    if control is not None:
+        raise InvalidValue(
+            f"{field} holds a control character ({control.group()!r}), which a library does not store"
+        )
+    return value
+
+
+def strip_controls(value: str) -> str:
+    """``value`` without the control characters `check_text` refuses (NUL stays: it is refused)."""
+    return CONTROL_CHARACTERS.sub("", value)
+
+
+def check_length(field: str, value: str | None) -> str | None:
+    """``value``, unless it is longer than `TEXT_LIMITS` allows ``field``."""
+    limit = TEXT_LIMITS.get(field.removeprefix("a "))
+    if value is not None and limit is not None and len(value) > limit:
+        raise InvalidValue(
+            f"{field} is {len(value):,} characters long, longer than a study's {field} may be "
+            f"({limit:,}): {_cut(value)}"
+        )
     return value
 
 
@@ -215,6 +238,8 @@ def normalize_fields(
             out[key] = None
             continue
         out[key] = normalize_field(key, value)
+        if isinstance(out[key], str):
+            check_length(key, out[key])
         limit = too_long(key, out[key])
         if limit is not None:
             if skip_too_long is None:
@@ -506,7 +531,7 @@ def link_claim(
     claim_name = check_claim(claim)
     stance_name = check_stance(stance)
     claim_id = _claim_ids(session)[claim_name]
-    finding = check_text("a finding", finding).strip() if finding else None
+    finding = check_length("a finding", check_text("a finding", finding).strip()) if finding else None
     finding = finding or None
     study.updated_at = utcnow()
     for link in study.claim_links:
@@ -540,7 +565,9 @@ def add_note(session: Session, study: Study, text: str, *, replace: bool = False
     note = check_text("a note", text).strip()
     if not note and not replace:
         raise InvalidValue("a note is empty")
-    study.notes = (note or None) if replace or not study.notes else f"{study.notes}\n\n{note}"
+    study.notes = check_length(
+        "notes", (note or None) if replace or not study.notes else f"{study.notes}\n\n{note}"
+    )
     study.field_sources = {**(study.field_sources or {}), "notes": "manual"}
     study.updated_at = utcnow()
     session.flush()

@@ -167,6 +167,12 @@ def _write_json(rows: Iterable[dict[str, Any]], out: IO[str], columns: Sequence[
     return count
 
 
+# The most characters a table cell shows (a title's limit): rich lays out every character it is given,
+# and a 10 MB title made `find` take minutes (a library filled before the limits, say). CSV and JSON
+# carry values whole.
+TABLE_CELL_CHARS = 2_000
+
+
 def write_table(
     rows: Sequence[dict[str, Any]],
     columns: Sequence[str],
@@ -201,6 +207,8 @@ def write_table(
 
 def _cell(name: str, row: dict[str, Any]) -> str:
     cell = flat_value(name, row.get(name))
+    if len(cell) > TABLE_CELL_CHARS:
+        cell = cell[: TABLE_CELL_CHARS - 1] + "\u2026"
     if name in ("title", "study_title") and row.get("status") not in (None, "ok"):
         cell = f"[{str(row['status']).upper()}] {cell}"
     return cell

@@ -4,6 +4,8 @@ sets). Standard library only; everything may import it."""
 
 from __future__ import annotations
 
+import re
+
 # Every field of a study row, in order: `find --format json`, a citation format's record (the study dict)
 # and the CSV / XLSX columns.
 ROW_FIELDS: tuple[str, ...] = (
@@ -25,3 +27,24 @@ STUDY_FIELDS: tuple[str, ...] = (
     *(f for f in COLUMN_FIELDS if f not in COMPUTED_FIELDS),
     "population_detail",
 )
+
+# The longest value of each free-text (TEXT) column: far beyond any real study's, short of what makes a
+# table or `show` crawl (a 10 MB title took `find` minutes). A longer value is refused: by add and edit,
+# and by an import with its file and line.
+TEXT_LIMITS: dict[str, int] = {
+    "title": 2_000,
+    "journal": 1_000,
+    "publisher": 1_000,
+    "abstract": 100_000,
+    "url": 2_000,
+    "population_detail": 2_000,
+    "condition": 1_000,
+    "notes": 100_000,
+    "verification_note": 10_000,
+    "finding": 10_000,
+    "an author's name": 1_000,
+}
+
+# Control characters no text field keeps: C0 but tab, line feed and carriage return (line ends), DEL and
+# C1. A terminal obeys them (an ESC sequence recolours or clears the screen), other programs choke on them.
+CONTROL_CHARACTERS = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")

@@ -8,7 +8,8 @@ import textwrap
 from typing import Any
 
 from evidence import vocab
-from evidence.render import author_display
+from evidence.render import TABLE_CELL_CHARS, author_display
+from evidence.schema import TEXT_LIMITS
 
 
 def verification_phrase(state: str | None) -> str:
@@ -38,7 +39,7 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
             )
         )
     lines.append(f"{study['citekey']}  (id {study['id']})")
-    lines.extend(textwrap.wrap(study["title"], width))
+    lines.extend(_wrap(study["title"], width, "title"))
     verification = study.get("verification") or {}
     authors = study.get("authors") or []
     if authors or verification.get("authors") not in (None, "verified"):
@@ -110,18 +111,22 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
         lines.append(f"  {c['stance'].upper():<12}{c['claim']} ({c['mechanism']})")
         if c.get("finding"):
             lines.extend(
-                textwrap.wrap(c["finding"], width, initial_indent=" " * 14, subsequent_indent=" " * 14)
+                _wrap(c["finding"], width, "finding", initial_indent=" " * 14, subsequent_indent=" " * 14)
             )
     if study.get("abstract"):
         lines.append("Abstract:")
-        lines.extend(textwrap.wrap(study["abstract"], width, initial_indent="  ", subsequent_indent="  "))
+        lines.extend(_wrap(study["abstract"], width, "abstract", initial_indent="  ", subsequent_indent="  "))
     if study.get("notes"):
         lines.append("Notes:")
-        for para in str(study["notes"]).split("\n\n"):
+        for para in _clip(str(study["notes"]), "notes").split("\n\n"):
             lines.extend(textwrap.wrap(para, width, initial_indent="  ", subsequent_indent="  "))
     if verification.get("note"):
         lines.append("Verification:")
-        lines.extend(textwrap.wrap(verification["note"], width, initial_indent="  ", subsequent_indent="  "))
+        lines.extend(
+            _wrap(
+                verification["note"], width, "verification_note", initial_indent="  ", subsequent_indent="  "
+            )
+        )
     if study.get("source"):
         lines.append(
             f"{'Source:':<12}{study['source']}" + (f" ({study['seed_key']})" if study.get("seed_key") else "")
@@ -130,3 +135,20 @@ def study_text(study: dict[str, Any], width: int = 100) -> str:
     for n, url in enumerate(study.get("source_urls") or []):
         lines.append(f"{'Seen at:' if n == 0 else '':<12}{url}")
     return "\n".join(lines)
+
+
+def _clip(text: str, field: str) -> str:
+    """``text`` cut at its field's limit (a library filled before the limits may hold a longer one:
+    wrapping 10 MB took seconds); `show --format json` has it whole."""
+    limit = TEXT_LIMITS.get(field, TABLE_CELL_CHARS)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\u2026 [{len(text) - limit:,} more characters: show --format json has them]"
+
+
+def _wrap(
+    text: str, width: int, field: str, initial_indent: str = "", subsequent_indent: str = ""
+) -> list[str]:
+    return textwrap.wrap(
+        _clip(text, field), width, initial_indent=initial_indent, subsequent_indent=subsequent_indent
+    )

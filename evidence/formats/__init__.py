@@ -153,6 +153,12 @@ def detect_format(path: str | Path, text_head: str) -> str:
     by_extension = _EXTENSIONS.get(Path(path).suffix.lower())
     if by_extension and not stripped:
         return by_extension
+    if "\x00" in head:
+        raise ImportFormatError(
+            str(path),
+            1 + head.count("\n", 0, head.index("\x00")),
+            f"a NUL byte: this is UTF-16 text or a binary file; {TEXT_FORMATS_HINT}",
+        )
     raise ImportFormatError(
         str(path),
         None,
@@ -196,7 +202,41 @@ def read_stream(stream: TextIO, path: str = "<stdin>", fmt: str = "auto") -> Ite
             fmt = detect_format(path, head)
         yield from IMPORTERS[fmt](stream, path)
     except UnicodeDecodeError as exc:
-        raise ImportFormatError(path, None, f"expected UTF-8 text ({exc.reason})") from None
+        raise _not_utf8(stream, path, exc) from None
+
+
+# What a file that is not UTF-8 text is, by its first bytes, and what to do about it.
+_SIGNATURES = (
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook, say), not a citation file"),
+    (b"\xd0\xcf\x11\xe0", "an Office document (an Excel .xls workbook, say), not a citation file"),
+    (b"%PDF", "a PDF, not a citation file"),
+    (b"\x1f\x8b", "gzip-compressed (decompress it first)"),
+    (b"\xff\xfe", "UTF-16 text (save it as UTF-8)"),
+    (b"\xfe\xff", "UTF-16 text (save it as UTF-8)"),
+)
+TEXT_FORMATS_HINT = "evidence reads UTF-8 text: BibTeX, RIS, CSL-JSON, PubMed NBIB or our CSV"
+
+
+def _not_utf8(stream: TextIO, path: str, exc: UnicodeDecodeError) -> ImportFormatError:
+    """The error for a file that is not UTF-8: what it is when its first bytes say (a workbook, a PDF,
+    UTF-16), else the line of the first byte that is not UTF-8 (Latin-1 text, say)."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None or not buffer.seekable():
+        return ImportFormatError(path, None, f"expected UTF-8 text ({exc.reason})")
+    buffer.seek(0)
+    data = buffer.read()
+    for signature, kind in _SIGNATURES:
+        if data.startswith(signature):
+            return ImportFormatError(path, None, f"this is {kind}; {TEXT_FORMATS_HINT}")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as whole:
+        line = 1 + data.count(b"\n", 0, whole.start)
+        byte = data[whole.start : whole.start + 1].hex()
+        return ImportFormatError(
+            path, line, f"expected UTF-8 text, got byte 0x{byte} ({whole.reason}); save the file as UTF-8"
+        )
+    return ImportFormatError(path, None, f"expected UTF-8 text ({exc.reason})")
 
 
 def export_format(fmt: str) -> ExportFormat:

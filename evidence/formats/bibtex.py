@@ -263,12 +263,13 @@ class _Incomplete(Exception):
 
 
 class _Entry:
-    __slots__ = ("fields", "key", "kind")
+    __slots__ = ("fields", "key", "kind", "repeated")
 
-    def __init__(self, kind: str, key: str, fields: dict[str, str]) -> None:
+    def __init__(self, kind: str, key: str, fields: dict[str, str], repeated: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.key = key
         self.fields = fields
+        self.repeated = repeated  # fields given more than once (the first value is kept)
 
 
 def _chunks(stream: TextIO) -> Iterator[tuple[int, str]]:
@@ -343,10 +344,15 @@ class _Parser:
         key = key_match.group(1)
         if key_match.group(2) == close:
             return _Entry(kind, key, {})
-        fields, _ = self.fields(text, start, key_match.end(), close)
-        return _Entry(kind, key, fields)
+        repeated: list[str] = []
+        fields, _ = self.fields(text, start, key_match.end(), close, repeated)
+        return _Entry(kind, key, fields, tuple(dict.fromkeys(repeated)))
 
-    def fields(self, text: str, start: int, pos: int, close: str) -> tuple[dict[str, str], int]:
+    def fields(
+        self, text: str, start: int, pos: int, close: str, repeated: list[str] | None = None
+    ) -> tuple[dict[str, str], int]:
+        """The fields from ``pos`` to the entry's close, and where it ends; the name of a field given
+        again is appended to ``repeated`` (BibTeX keeps the first value, and so do we)."""
         fields: dict[str, str] = {}
         end = len(text)
         while True:
@@ -356,6 +362,8 @@ class _Parser:
                 value = fast.group(2)
                 if value is None:
                     value = fast.group(3) if fast.group(3) is not None else fast.group(4)
+                if name in fields and repeated is not None:
+                    repeated.append(name)
                 fields.setdefault(name, value)
                 pos = fast.end()
                 if fast.group(5) == close:
@@ -373,6 +381,8 @@ class _Parser:
                     )
                 name = name_match.group(1).lower()
                 value, value_end = self.value(text, start, name_match.end())
+                if name in fields and repeated is not None:
+                    repeated.append(name)
                 fields.setdefault(name, value)
                 pos = _WS_RE.match(text, value_end).end()  # type: ignore[union-attr]
                 if pos >= end:
@@ -522,6 +532,8 @@ def _study_from_entry(entry: _Entry, line: int, path: str) -> StudyRow:
     study["_line"] = line
     study["citekey"] = entry.key or None
     study["publication_type"] = _PUBLICATION_TYPES.get(entry.kind)
+    if entry.repeated:
+        study["_warnings"] = [f"field '{name}' given twice; kept the first" for name in entry.repeated]
 
     def text(*names: str) -> str | None:
         for name in names:
@@ -584,7 +596,7 @@ def _study_from_entry(entry: _Entry, line: int, path: str) -> StudyRow:
     study["body_region"] = text("bodyregion")
     sample = text("samplesize")
     if sample is not None:
-        study["sample_size"] = int(sample) if sample.isdigit() else None
+        study["sample_size"] = int(sample) if sample.isascii() and sample.isdigit() else None
     raw_annote = f.get("annote") or f.get("annotation")
     annote = latex.decode(raw_annote, keep_newlines=True).strip() if raw_annote else None
     if annote:

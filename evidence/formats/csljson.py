@@ -157,12 +157,28 @@ def write_csljson(studies: Iterable[StudyRow], out: TextIO) -> int:
 
 
 _WS_RE = re.compile(r"\s*")
+# How deep objects and arrays may nest in one item: a CSL item needs 3 (`issued.date-parts`, `custom`'s
+# claims); Python's decoder would give up with a RecursionError at about 1,000.
+MAX_NESTING = 20
 
 
 def read_csljson(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
-    """Yield a study dict per CSL-JSON item (an array of items, or one item); errors name the line."""
+    """Yield a study dict per CSL-JSON item (an array of items, or one item); errors name the line. A key
+    given twice in one object keeps its last value, with a warning."""
     text = stream.read().lstrip("\ufeff")
-    decoder = json.JSONDecoder()
+    repeated: list[str] = []
+
+    def pairs_to_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(pairs)
+        if len(found) < len(pairs):
+            seen: set[str] = set()
+            for key, _value in pairs:
+                if key in seen:
+                    repeated.append(key)
+                seen.add(key)
+        return found
+
+    decoder = json.JSONDecoder(object_pairs_hook=pairs_to_dict)
     pos = _WS_RE.match(text, 0).end()  # type: ignore[union-attr]
     line = 1 + text.count("\n", 0, pos)
 
@@ -170,14 +186,29 @@ def read_csljson(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
         return ImportFormatError(path, 1 + text.count("\n", 0, at), message)
 
     def decode(at: int) -> tuple[Any, int]:
+        repeated.clear()
         try:
-            return decoder.raw_decode(text, at)
+            item, end = decoder.raw_decode(text, at)
         except json.JSONDecodeError as exc:
             raise ImportFormatError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise fail(at, f"objects and arrays nested deeper than {MAX_NESTING} levels") from None
+        if _too_deep(item):
+            raise fail(at, f"objects and arrays nested deeper than {MAX_NESTING} levels")
+        return item, end
+
+    def study(item: Any, line: int) -> StudyRow:
+        row = _study_from_item(item, line, path)
+        if repeated:
+            row["_warnings"] = [
+                f"key {key!r} given twice in one object; kept the last value"
+                for key in dict.fromkeys(repeated)
+            ]
+        return row
 
     if text.startswith("{", pos):
         item, _ = decode(pos)
-        yield _study_from_item(item, line, path)
+        yield study(item, line)
         return
     if not text.startswith("[", pos):
         raise fail(pos, "expected a CSL-JSON array '[' of items")
@@ -197,8 +228,24 @@ def read_csljson(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
         line += text.count("\n", counted, pos)
         counted = pos
         item, pos = decode(pos)
-        yield _study_from_item(item, line, path)
+        yield study(item, line)
         first = False
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether objects and arrays nest in ``value`` deeper than `MAX_NESTING` (walked without recursion)."""
+    level = [value]
+    for _ in range(MAX_NESTING + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, (dict, list))
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _text(value: Any) -> str | None:

@@ -91,12 +91,15 @@ def read_nbib(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
     """Yield a study dict per MEDLINE record, streaming; `ImportFormatError` names the line."""
     record: list[tuple[str, str]] = []
     start = 0
+    raw = "\n"
+    all_sourced = True  # every record so far ended with PubMed's closing SO (source) line
     for lineno, raw in enumerate(stream, start=1):
         line = raw.rstrip("\r\n")
         if lineno == 1:
             line = line.lstrip("\ufeff")
         if not line.strip():
             if record:
+                all_sourced = all_sourced and any(tag == "SO" for tag, _ in record)
                 yield _study_from_record(record, start, path)
                 record = []
             continue
@@ -116,7 +119,13 @@ def read_nbib(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
             start = lineno
         record.append((tag, value))
     if record:
-        yield _study_from_record(record, start, path)
+        study = _study_from_record(record, start, path)
+        # A download cut short ends mid-line, or without the SO line every record before it had.
+        if not raw.endswith("\n") or (all_sourced and start > 1 and all(tag != "SO" for tag, _ in record)):
+            study["_warnings"] = [
+                "the file ends inside this record (cut short?); imported what it holds: check it"
+            ]
+        yield study
 
 
 def _study_from_record(record: list[tuple[str, str]], line: int, path: str) -> StudyRow:

@@ -215,8 +215,14 @@ def _parse_author(text: str) -> dict[str, Any]:
     return person(family.strip(), given.strip() or None, orcid)
 
 
+CSV_CELL_LIMIT = 32 * 1024 * 1024
+
+
 def read_csv(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
     """Yield a study dict per row of a CSV in our export columns (needs at least a `title` column)."""
+    # The csv module refuses a cell past 128 KiB, shorter than an abstract may be: a file our export
+    # wrote must come back in. A cell too long for its field is refused later, with its line.
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_CELL_LIMIT))
     reader = csv.reader(stream)
     try:
         header = next(reader)
@@ -257,7 +263,7 @@ def _study_from_row(row: dict[str, str], line: int, path: str) -> StudyRow:
         if key in _INT_COLUMNS:
             try:
                 study[key] = int(float(cell))
-            except ValueError:
+            except (ValueError, OverflowError):  # not a number; 1e400 is infinite
                 raise ImportFormatError(
                     path, line, f"expected a whole number in column '{key}', got {quoted(cell)}"
                 ) from None

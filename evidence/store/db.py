@@ -41,6 +41,8 @@ SEEDED_KEY = "seeded"
 SETUP_LOCK_KEY = 0x45564944  # "EVID"
 # A unit of work that lost a race with another client is run again this many times in all.
 WRITE_ATTEMPTS = 6
+# How long a SQLite client waits for another's lock before "database is locked".
+BUSY_TIMEOUT_MS = 15_000
 # SQLSTATEs worth another attempt: serialisation failure, deadlock, a unique key another client took
 # first (a citekey, a tag), and SQLite's "database is locked" (past the busy timeout).
 RETRY_SQLSTATES = frozenset({"40001", "40P01", "23505"})
@@ -52,6 +54,8 @@ T = TypeVar("T")
 class Database:
     engine: Engine
     sessions: sessionmaker[Session]
+    # The backup `open_database` took before it migrated this library (SQLite), if it did.
+    migration_backup: Path | None = None
 
     @property
     def dialect(self) -> str:
@@ -134,15 +138,38 @@ def hide_passwords(message: str, *urls: str | URL) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # The busy timeout first: switching a new file to WAL takes a lock another process may hold.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
     # Let SQLAlchemy, not the sqlite3 module, say when a transaction begins (see _begin_immediate).
     dbapi_connection.isolation_level = None
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database in WAL mode, waiting (up to the busy timeout) for a lock another process holds.
+
+    Switching a file to WAL needs it to itself, and SQLite does not run the busy handler for that: of
+    several processes opening a new library at once, one got "database is locked" at once (in 3 runs
+    of 60 with 16 openers, whatever the busy timeout). WAL is a property of the file, so once one
+    process has switched it the others find it so and take no lock at all."""
+    import sqlite3
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")  # 'memory' for an in-memory database: kept
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _begin_immediate(conn: Any) -> None:
@@ -236,7 +263,10 @@ def open_database(settings: Settings) -> Database:
         if current_revision(engine) != HEAD_REVISION:
             with db.setup_transaction() as session:
                 # Read again under the lock: another client may have done it while this one waited.
-                if current_revision(session.connection()) != HEAD_REVISION:
+                revision = current_revision(session.connection())
+                if revision != HEAD_REVISION:
+                    if revision is not None:
+                        db.migration_backup = _backup_before_migrating(session, revision)
                     run_migrations(session.connection())
                 sync_vocabulary(session)
     except ImportError as exc:
@@ -249,6 +279,23 @@ def open_database(settings: Settings) -> Database:
     except SQLAlchemyError as exc:
         raise DatabaseError(describe_failure(settings.db_url, exc)) from exc
     return db
+
+
+def _backup_before_migrating(session: Session, revision: str) -> Path | None:
+    """A copy of a SQLite library as it is before a migration, beside it (``evidence.db.0001-backup-
+    20261202T054512``), taken while the setup transaction holds the write lock. On PostgreSQL, none:
+    the server's own dumps (pg_dump) are the backup there."""
+    from evidence.store.maintenance import backup_sqlite_file
+    from evidence.store.models import utcnow
+
+    url = session.connection().engine.url
+    database = url.database
+    if url.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    path = Path(database)
+    target = path.with_name(f"{path.name}.{revision}-backup-{utcnow():%Y%m%dT%H%M%S}")
+    log.info("backing up %s to %s before migrating from revision %s", path, target, revision)
+    return backup_sqlite_file(path, target)
 
 
 def describe_failure(url: str, exc: BaseException) -> str:
