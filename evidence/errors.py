@@ -136,6 +136,8 @@ class ImportFormatError(EvidenceError):
         self.path = path
         self.line = line
         where = f"{path}:{line}" if line is not None else path
+        # One line whatever the file held: a value quoted in the message may span lines.
+        message = message.replace("\r", "\\r").replace("\n", "\\n")
         super().__init__(f"{where}: {message}")
 
 

@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.both_backends, pytest.mark.slow]
 
 WORKERS = 4
 WORKER = Path(__file__).with_name("concurrency_worker.py")
+READER = Path(__file__).with_name("concurrency_reader.py")
 
 
 def _env(library_url: str, crossref_url: str) -> dict[str, str]:
@@ -86,6 +87,57 @@ def test_four_clinicians_writing_at_once_lose_nothing(
         assert links["pain-modulation"] == "mixed"
     for citekey in targets["enrich"]:
         assert run_json("show", citekey)["citations"] == 77
+
+
+def _start(script: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _report(process: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err
+    report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return report
+
+
+def test_writers_editing_beside_a_finder_and_an_exporter_lose_nothing_and_show_no_half_study(
+    library_url: str, tmp_path: Path, backend: str
+) -> None:
+    # Issue 13: 4 processes x 25 writes (add, link, tag, note, edit) while one process runs find and
+    # another export in a loop. Every write is there, nobody is shown "database is locked" (or any
+    # error), and no reader ever sees a study without the author and year it was added with.
+    studies = run_json("find", "--sort", "title")
+    targets = {"shared": [studies[1]["citekey"]], "link": [s["citekey"] for s in studies[: WORKERS * 5]]}
+    env = _env(library_url, "http://127.0.0.1:9")  # no Crossref in this mix
+    stop = tmp_path / "stop"
+    readers = [_start(READER, kind, str(stop), env=env) for kind in ("find", "export")]
+    started = time.perf_counter()
+    workers = [_start(WORKER, str(w), json.dumps(targets), "edit", env=env) for w in range(WORKERS)]
+    reports = [_report(process) for process in workers]
+    elapsed = time.perf_counter() - started
+    stop.touch()
+    seen = [_report(process) for process in readers]
+    print(f"{backend}: {WORKERS} x 25 writes beside {sum(r['reads'] for r in seen)} reads in {elapsed:.1f} s")
+    assert [r["failures"] for r in reports] == [[]] * WORKERS
+    assert [r["problems"] for r in seen] == [[], []]
+    assert all(r["reads"] >= 1 for r in seen)
+    added = db_rows(library_url, "SELECT title, pages FROM studies WHERE title LIKE 'Concurrent trial %'")
+    assert sorted(added) == sorted(
+        (f"Concurrent trial w{w}-{k}", f"{k + 1}-{k + 9}") for w in range(WORKERS) for k in range(5)
+    )
+    shared = run_json("show", targets["shared"][0])
+    assert {f"tag-w{w}-{k}" for w in range(WORKERS) for k in range(5)} <= set(shared["tags"])
+    assert all(f"note w{w}-{k}" in shared["notes"] for w in range(WORKERS) for k in range(5))
+    for citekey in targets["link"]:
+        links = {c["claim"]: c["stance"] for c in run_json("show", citekey)["claims"]}
+        assert links["pain-modulation"] == "mixed"
 
 
 def test_clients_opening_a_new_empty_library_at_once_set_it_up_once(

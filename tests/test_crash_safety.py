@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,18 @@ def library(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
     env = _env(tmp_path / "home", db)
     evidence(env, "db", "upgrade")
     yield env, db
+
+
+def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    """``evidence ARGS`` started in a session of its own (killed with its children by `os.killpg`)."""
+    return subprocess.Popen(
+        [*CLI, *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def integrity(db: Path) -> list[str]:
@@ -155,14 +168,7 @@ def test_the_parse_worker_ends_with_a_killed_import(
     # It lived on for minutes, blocked on its pipe (its own copy of the reading end kept the pipe open)
     # and holding the library open.
     env, db = library
-    process = subprocess.Popen(
-        [*CLI, "import", str(big_bib)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = spawn(env, "import", str(big_bib))
     deadline = time.monotonic() + 60
     workers: list[int] = []
     while not workers and time.monotonic() < deadline and process.poll() is None:
@@ -178,3 +184,130 @@ def test_the_parse_worker_ends_with_a_killed_import(
     assert not any(alive(pid) for pid in workers), "the parse worker outlived the import"
     assert integrity(db) == []
     assert count(db) == SEED_STUDIES
+
+
+# --- item 1: killed at chosen moments ------------------------------------------------------------------
+
+# When the import is killed: seconds after it starts (start-up and parsing; matching and inserting the
+# first batches), and when the library's write-ahead log shows it writing (inserting), for the last.
+IMPORT_KILL_DELAYS = (0.5, 2.0, 4.0)
+WAL_BYTES_WRITING = 4 * 1024 * 1024
+
+
+def _kill_import_at(env: dict[str, str], db: Path, big_bib: Path, delay: float | None) -> None:
+    process = spawn(env, "import", str(big_bib))
+    wal = Path(f"{db}-wal")
+    started = time.monotonic()
+    while process.poll() is None:
+        elapsed = time.monotonic() - started
+        writing = wal.exists() and wal.stat().st_size >= WAL_BYTES_WRITING
+        if (delay is not None and elapsed >= delay) or (delay is None and writing) or elapsed > 120:
+            break
+        time.sleep(0.02)
+    workers = children(process.pid)
+    os.killpg(process.pid, signal.SIGKILL)  # the import and its parse worker, as a crash would
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_an_import_killed_at_any_moment_leaves_a_sound_library_with_none_or_all(
+    library: tuple[dict[str, str], Path], big_bib: Path
+) -> None:
+    env, db = library
+    for delay in (*IMPORT_KILL_DELAYS, None):
+        _kill_import_at(env, db, big_bib, delay)
+        assert integrity(db) == [], delay
+        assert count(db) in (SEED_STUDIES, SEED_STUDIES + BIG_RECORDS), delay
+        if delay in IMPORT_KILL_DELAYS[:2]:
+            assert count(db) == SEED_STUDIES, delay  # killed mid-import for sure (it takes 10 s or more)
+        if count(db) != SEED_STUDIES:
+            break  # it finished before the kill: nothing more to kill
+    # The library still takes the whole file afterwards, once.
+    evidence(env, "import", str(big_bib))
+    assert count(db) == SEED_STUDIES + BIG_RECORDS
+    assert count(db, "authors") >= BIG_RECORDS
+    assert integrity(db) == []
+
+
+def test_an_enrich_killed_mid_run_keeps_its_committed_chunks_and_resumes(
+    tmp_path: Path, httpserver: Any
+) -> None:
+    import threading
+
+    from werkzeug import Request, Response
+
+    from tests.crossref_fake import FakeCrossref, work
+
+    fake = FakeCrossref(httpserver)
+    dois = [f"10.5555/crash.{n}" for n in range(120)]
+    for doi in dois:
+        fake.add(work(doi, "Crash study"))
+    release = threading.Event()
+
+    def hang_from_the_second_batch(request: Request, crossref: FakeCrossref) -> Response | None:
+        # The second chunk's request hangs (the server gone quiet): the first chunk is committed by
+        # then, and the process is killed while it waits.
+        if sum(kind == "batch" for kind, _ in crossref.requests) >= 2:
+            release.wait(60)
+        return None
+
+    fake.faults.append(hang_from_the_second_batch)
+    db = tmp_path / "enrich.db"
+    env = _env(tmp_path / "home", db, EVIDENCE_CROSSREF_URL=fake.url, EVIDENCE_CROSSREF_TIMEOUT="60")
+    evidence(env, "db", "init", "--empty")
+    source = tmp_path / "dois.ris"
+    source.write_text(
+        "".join(
+            f"TY  - JOUR\nTI  - Crash study {n}\nDO  - {doi}\nPY  - 2020\nER  - \n\n"
+            for n, doi in enumerate(dois)
+        ),
+        encoding="utf-8",
+    )
+    evidence(env, "import", str(source))
+    process = spawn(env, "enrich", "--all", "--quiet")
+    try:
+        deadline = time.monotonic() + 120
+        while sum(kind == "batch" for kind, _ in fake.requests) < 2 and time.monotonic() < deadline:
+            assert process.poll() is None, "enrich ended before its second chunk"
+            time.sleep(0.05)
+        time.sleep(0.3)  # inside the second request, the first chunk long committed
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        release.set()
+    assert integrity(db) == []
+    assert count(db, "crossref_cache") == 50  # the first chunk, whole; nothing of the second
+    with sqlite3.connect(db) as conn:
+        enriched = conn.execute("SELECT count(*) FROM studies WHERE abstract IS NOT NULL").fetchone()[0]
+    assert enriched == 50
+    fake.faults.clear()
+    fake.requests.clear()
+    evidence(env, "enrich", "--all", "--quiet")
+    asked = [doi for kind, detail in fake.requests if kind == "batch" for doi in detail.split(",")]
+    assert sorted(asked) == sorted(f"doi:{doi}" for doi in dois[50:])  # none of the first 50 again
+    assert count(db, "crossref_cache") == 120
+    assert integrity(db) == []
+
+
+def test_a_db_copy_killed_mid_copy_leaves_no_half_library(
+    library: tuple[dict[str, str], Path], big_bib: Path, tmp_path: Path
+) -> None:
+    env, db = library
+    evidence(env, "import", str(big_bib))
+    target = tmp_path / "copy.db"
+    evidence(_env(tmp_path / "home2", target), "db", "init", "--empty")
+    before = count(target)
+    process = spawn(env, "db", "copy", str(db), str(target), "--replace")
+    wal = Path(f"{target}-wal")
+    deadline = time.monotonic() + 120
+    while process.poll() is None and not (wal.exists() and wal.stat().st_size > 2 * 1024 * 1024):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert integrity(target) == []
+    assert count(target) in (before, SEED_STUDIES + BIG_RECORDS)
+    evidence(env, "db", "copy", str(db), str(target), "--replace")
+    assert count(target) == SEED_STUDIES + BIG_RECORDS and integrity(target) == []

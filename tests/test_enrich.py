@@ -282,3 +282,14 @@ def test_check_from_the_cache_sends_no_request_even_offline(
 
     assert cached.checked == 1 and len(cached.not_found) == 1 and cached.report.requests_sent == 0
     assert not cached.failed and not cached.nothing_checked
+
+
+def test_crossref_values_a_study_may_not_hold_are_cleaned_or_left_out() -> None:
+    # Issue 13: add and import refuse or strip control characters and values past their limit; what
+    # Crossref sends must not slip them in.
+    message = work("10.5555/e.9", "Bell\x07 title\x00", family="Smith", year=2016)
+    message["abstract"] = "<jats:p>" + "a" * 100_001 + "</jats:p>"
+    message["publisher"] = "Press\x1b[31m"
+    fields = enrich.work_fields(parse_work(message))
+    assert fields["title"] == "Bell title" and fields["publisher"] == "Press[31m"
+    assert fields["abstract"] is None

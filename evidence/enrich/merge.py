@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from evidence import records
 from evidence.crossref import CrossrefWork, WorkUpdate
 from evidence.crossref.parse import shorten
+from evidence.schema import TEXT_LIMITS
 from evidence.store.models import Study, utcnow
 
 
@@ -64,8 +65,19 @@ def work_fields(work: CrossrefWork) -> dict[str, Any]:
         "language": work.language,
         "abstract": work.abstract,
     }
-    # Nor one longer than its column holds (PostgreSQL would refuse the whole chunk; SQLite keep it).
-    return {key: None if records.too_long(key, value) else value for key, value in fields.items()}
+    return {key: _storable(key, value) for key, value in fields.items()}
+
+
+def _storable(key: str, value: Any) -> Any:
+    """``value`` as the library may keep it: without NUL and control characters (which add and import
+    refuse or strip too), and None when longer than its column holds (PostgreSQL would refuse the
+    whole chunk; SQLite keep it) or than a study's field may be (`schema.TEXT_LIMITS`)."""
+    if not isinstance(value, str):
+        return value
+    value = records.strip_controls(value.replace("\x00", ""))
+    if records.too_long(key, value) or len(value) > TEXT_LIMITS.get(key, len(value)):
+        return None
+    return value
 
 
 def work_authors(work: CrossrefWork) -> list[dict[str, Any]]:

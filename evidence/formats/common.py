@@ -138,7 +138,7 @@ def evidence_keywords(study: StudyRow) -> list[str]:
 
 def _int_in(text: str, low: int, high: int) -> int | None:
     """`text` as an int in [low, high] when it is one written plainly (`7`, not ` 7` or `7.0`)."""
-    if not text.isdigit():
+    if not text.isdigit() or not text.isascii() or len(text) > 9:  # 5,000 digits: int() refuses them
         return None
     number = int(text)
     return number if low <= number <= high else None

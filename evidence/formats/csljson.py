@@ -193,6 +193,8 @@ def read_csljson(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
             raise ImportFormatError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
         except RecursionError:
             raise fail(at, f"objects and arrays nested deeper than {MAX_NESTING} levels") from None
+        except ValueError as exc:  # a number of more than 4,300 digits, which int() refuses
+            raise fail(at, f"invalid JSON: {str(exc).split(';')[0]}") from None
         if _too_deep(item):
             raise fail(at, f"objects and arrays nested deeper than {MAX_NESTING} levels")
         return item, end

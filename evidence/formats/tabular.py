@@ -234,7 +234,10 @@ def read_csv(stream: TextIO, path: str = "<stdin>") -> Iterator[StudyRow]:
         raise ImportFormatError(path, reader.line_num, f"expected CSV: {exc}") from None
     header = [h.lstrip("\ufeff").strip().lower() for h in header]
     if "title" not in header:
-        raise ImportFormatError(path, 1, f"expected a 'title' column in the header, got: {', '.join(header)}")
+        shown = ", ".join(" ".join(h.split())[:40] for h in header[:12]) + (
+            ", ..." if len(header) > 12 else ""
+        )
+        raise ImportFormatError(path, 1, f"expected a 'title' column in the header, got: {shown}")
     start = reader.line_num + 1
     while True:
         try:
