@@ -1120,6 +1120,16 @@ def selection_options(func: F) -> F:
     return click.argument("refs", nargs=-1, type=REF)(func)
 
 
+style_option = click.option(
+    "--style",
+    default="american-medical-association",
+    show_default=True,
+    metavar="NAME",
+    help="CSL style: american-medical-association, vancouver, apa, or any name from "
+    "`evidence cite --list-styles`.",
+)
+
+
 def selected_ids(session: Any, refs: tuple[str, ...], sort: str | None, filters: Any) -> list[int]:
     from evidence.exchange import select_ids
 
@@ -1169,13 +1179,7 @@ def export(
 
 @cli.command()
 @selection_options
-@click.option(
-    "--style",
-    default="american-medical-association",
-    show_default=True,
-    metavar="NAME",
-    help="CSL style: american-medical-association, vancouver, apa, or any name from --list-styles.",
-)
+@style_option
 @click.option("--list-styles", is_flag=True, help="List the installed citation styles and exit.")
 @click.option(
     "--format",
@@ -1241,13 +1245,7 @@ def cite(
     show_default=True,
     help="A section per mechanism (its claims inside) or per claim.",
 )
-@click.option(
-    "--style",
-    default="american-medical-association",
-    show_default=True,
-    metavar="NAME",
-    help="CSL style of the references (see `evidence cite --list-styles`).",
-)
+@style_option
 @click.option("--title", default=None, help="The page's title.")
 @click.option("--pdf", is_flag=True, help="Print to PDF through headless Chromium instead of HTML.")
 @click.option(

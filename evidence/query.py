@@ -525,7 +525,7 @@ def mechanism_evidence(session: Session) -> list[dict[str, Any]]:
         populations[study_id] = population
     for (mech, study_id), seen in stances_seen.items():
         # A study counts once per mechanism; with claim links pointing different ways it counts as mixed.
-        overall = next(iter(seen)) if len(seen) == 1 else "mixed"
+        overall = vocab.overall_stance(seen)
         row = rows[mech]
         row["studies"] += 1
         row[overall] += 1

@@ -170,6 +170,13 @@ def level_for_design(design: str) -> int:
     return DESIGN_LEVELS[design]
 
 
+def overall_stance(stances: Collection[str]) -> str:
+    """A study's stance on a mechanism from its claim links' stances: the one they share, else mixed (a
+    study counts once per mechanism: `evidence mechanisms`, `summary` and the report)."""
+    distinct = set(stances)
+    return next(iter(distinct)) if len(distinct) == 1 else "mixed"
+
+
 def link_matches(
     link: Mapping[str, Any],
     *,

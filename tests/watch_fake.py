@@ -19,7 +19,7 @@ from typing import Any
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from tests.crossref_fake import json_response
+from tests.crossref_fake import json_response, work
 
 Fault = Callable[[Request, "FakeSearch"], Response | None]
 
@@ -27,21 +27,24 @@ Fault = Callable[[Request, "FakeSearch"], Response | None]
 def search_work(
     n: int, *, indexed: str = "2026-11-01", title: str | None = None, **extra: Any
 ) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "DOI": f"10.5555/watch.{n}",
-        "type": "journal-article",
-        "title": [title or f"Instrument-assisted soft tissue mobilization trial number {n}"],
-        "container-title": ["Journal of Bodywork and Movement Therapies"],
-        "author": [{"given": "Ana", "family": f"Author{n}", "sequence": "first", "affiliation": []}],
-        "issued": {"date-parts": [[2025]]},
-        "abstract": f"<jats:p>Background. Study {n} of IASTM. Methods and results follow at length.</jats:p>",
-        "indexed": {
-            "date-parts": [[int(p) for p in indexed.split("-")]],
-            "date-time": f"{indexed}T00:00:00Z",
+    """`crossref_fake.work` as a search finds it: numbered, with the `indexed` date Crossref filters on."""
+    return work(
+        f"10.5555/watch.{n}",
+        title or f"Instrument-assisted soft tissue mobilization trial number {n}",
+        family=f"Author{n}",
+        year=2025,
+        **{
+            "container-title": ["Journal of Bodywork and Movement Therapies"],
+            "abstract": (
+                f"<jats:p>Background. Study {n} of IASTM. Methods and results follow at length.</jats:p>"
+            ),
+            "indexed": {
+                "date-parts": [[int(p) for p in indexed.split("-")]],
+                "date-time": f"{indexed}T00:00:00Z",
+            },
+            **extra,
         },
-    }
-    message.update(extra)
-    return message
+    )
 
 
 class FakeSearch:

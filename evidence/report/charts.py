@@ -90,6 +90,14 @@ def _to_svg(fig: Any, label: str, prefix: str) -> str:
     return re.sub(r"^<svg ", f'<svg role="img" aria-label="{escape(label)}" ', svg, count=1)
 
 
+def _key(marker: str, face: str, label: str) -> Any:
+    """A legend entry: one mark as the charts draw it."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], marker=marker, linestyle="", markersize=7, markerfacecolor=face,
+                  markeredgecolor="#222222", label=label)  # fmt: skip
+
+
 def _claim_label(name: str) -> str:
     spec = vocab.CLAIM_BY_NAME.get(name)
     # Words, with a long hyphenated one split after its hyphen ("Mechanoreceptor-" / "mediated").
@@ -107,7 +115,6 @@ def _claim_label(name: str) -> str:
 
 def evidence_map_svg(cells: Sequence[MapCell], claims: Sequence[str], label: str) -> str:
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     with _svg_style("evidence-map"):
         fig = Figure(figsize=(max(6.0, 1.1 * len(claims) + 2.0), 6.0))
@@ -143,16 +150,10 @@ def evidence_map_svg(cells: Sequence[MapCell], claims: Sequence[str], label: str
         for y in range(1, 7):
             ax.axhline(y - 0.5, color="#dddddd", linewidth=0.6, zorder=1)
         ax.tick_params(length=0)
-        stance_handles = [
-            Line2D([], [], marker="o", linestyle="", markersize=7, markerfacecolor=STANCE_COLOURS[s],
-                   markeredgecolor="#222222", label=STANCE_LABELS[s])
-            for s in STANCE_ORDER[:4]
-        ]  # fmt: skip
+        stance_handles = [_key("o", STANCE_COLOURS[s], STANCE_LABELS[s]) for s in STANCE_ORDER[:4]]
         population_handles = [
-            Line2D([], [], marker=POPULATION_MARKERS[p], linestyle="", markersize=7,
-                   markerfacecolor="#ffffff", markeredgecolor="#222222", label=POPULATION_LABELS[p])
-            for p in POPULATION_BUCKETS
-        ]  # fmt: skip
+            _key(POPULATION_MARKERS[p], "#ffffff", POPULATION_LABELS[p]) for p in POPULATION_BUCKETS
+        ]
         ax.set_title(f"Mark area: number of studies (largest mark {largest})", fontsize=9, loc="left")
         fig.tight_layout(rect=(0, 0.1, 1, 1))
         first = fig.legend(
@@ -187,7 +188,6 @@ def level_colour(level: int | None) -> str:
 
 def years_svg(cells: Sequence[YearCell], claims: Sequence[str], label: str) -> str:
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     with _svg_style("years"):
         years = [c.year for c in cells]
@@ -221,11 +221,7 @@ def years_svg(cells: Sequence[YearCell], claims: Sequence[str], label: str) -> s
         ax.set_xlabel("Publication year")
         ax.grid(axis="y", color="#dddddd", linewidth=0.6)
         ax.tick_params(length=0)
-        handles = [
-            Line2D([], [], marker="o", linestyle="", markersize=7, markerfacecolor=level_colour(lv),
-                   markeredgecolor="#222222", label=f"level {lv}")
-            for lv in range(1, 6)
-        ]  # fmt: skip
+        handles = [_key("o", level_colour(lv), f"level {lv}") for lv in range(1, 6)]
         ax.set_title(f"Mark area: number of studies (largest mark {largest})", fontsize=9, loc="left")
         fig.tight_layout(rect=(0, 0.12, 1, 1))
         fig.legend(

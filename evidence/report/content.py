@@ -378,16 +378,11 @@ def _stance_sets(claims: Sequence[ClaimSection]) -> dict[int, set[str]]:
     return seen
 
 
-def mechanism_stances(claims: Sequence[ClaimSection]) -> dict[int, str]:
-    """study id -> its stance on the mechanism: the one stance of its links, or mixed when they differ."""
-    return {sid: next(iter(s)) if len(s) == 1 else "mixed" for sid, s in _stance_sets(claims).items()}
-
-
 def mechanism_verdict(claims: Sequence[ClaimSection]) -> str:
     stance_sets = _stance_sets(claims)
     if not stance_sets:
         return "No study in good standing bears on these claims."
-    stances = mechanism_stances(claims)
+    stances = {sid: vocab.overall_stance(s) for sid, s in stance_sets.items()}
     populations = {e.study["id"]: e.population for c in claims for e in c.counted}
     split = Counter(populations[sid] for sid in stances)
     counts = Counter(stances.values())
