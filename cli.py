@@ -40,6 +40,15 @@ MECHANISM_NAMES = [m.name for m in vocab.MECHANISMS]
 CLAIM_NAMES = [c.name for c in vocab.CLAIMS]
 
 
+PATH_MAX = 4096  # Linux's longest path: a longer value cannot name a file, whatever it holds
+
+
+def _names_a_place(value: str) -> bool:
+    """A file path or a database URL: quoted whole, since the user must see which file or library is
+    meant (a temporary directory alone can pass 80 characters). A value too long to be a path is not."""
+    return len(value) <= PATH_MAX and "/" in value
+
+
 class EvidenceGroup(click.Group):
     """Turns every failure a user can cause into one `Error: ...` line and exit 1: our own errors, and
     the file-system and database errors below them. A traceback only with --debug."""
@@ -59,10 +68,15 @@ class EvidenceGroup(click.Group):
 
     def _clip(self, exc: click.ClickException) -> None:
         """An error quotes at most the first 80 characters of a value the user gave (click's own messages
-        quote a bad value whole)."""
+        quote a bad value whole); a path or URL is quoted whole."""
         from evidence.errors import QUOTE_LIMIT, clipped, quoted
 
-        values = {v for a in self._argv for v in (a, a.partition("=")[2]) if len(v) > QUOTE_LIMIT}
+        values = {
+            v
+            for a in self._argv
+            for v in (a, a.partition("=")[2])
+            if len(v) > QUOTE_LIMIT and not _names_a_place(v)
+        }
         message = exc.message
         for value in sorted(values, key=len, reverse=True):
             message = message.replace(repr(value), quoted(value)).replace(value, clipped(value))

@@ -96,6 +96,17 @@ def test_an_imported_value_is_quoted_short_too(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1 and len(result.stderr) < 300
 
 
+def test_a_long_file_path_is_named_whole(tmp_path: Path) -> None:
+    """A path is what tells the user which file is wrong: CI's temporary directories pass 80 characters."""
+    folder = tmp_path / ("a-folder-with-a-long-name-" * 4)
+    folder.mkdir()
+    bib = folder / "broken.bib"
+    bib.write_text("@article{x, year={2020}}\n", encoding="utf-8")
+    result = run("import", str(bib), "--dry-run", expect=1)
+    assert result.stderr.startswith(f"Error: {bib}:1: ")
+    assert "\u2026" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("key", "unseen"),
     [
